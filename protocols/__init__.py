@@ -1,0 +1,2 @@
+"""Registered protocols (``evalsuite list protocols``)."""
+from protocols import market1501_reid  # noqa: F401  (registration)

@@ -1,0 +1,212 @@
+"""The re-identification attacker: torchreid's OSNet, trained here or loaded from a checkpoint.
+
+Training follows torchreid's softmax recipe (cross-entropy with label smoothing, Adam,
+cosine schedule, random flip and random crop) on in-memory uint8 tensors, so that an
+attacker can be trained on any anonymized copy of the training split without writing it
+to disk. Features are the model's eval-mode embedding; distances are torchreid's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from evalsuite.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AttackerConfig:
+    """Everything that determines a trained attacker (part of its cache key)."""
+
+    model: str = "osnet_x0_25"
+    weights: str | None = None  # torchreid checkpoint; None = train from scratch
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 0.003
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"
+    label_smooth: bool = True
+    height: int = 128
+    width: int = 64
+    random_crop_padding: int = 4
+    distance: str = "euclidean"
+    normalize_features: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "AttackerConfig":
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _torchreid():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torchreid.reid.losses as losses
+        import torchreid.reid.models as models
+        import torchreid.reid.optim as optim
+    return models, losses, optim
+
+
+def available_models() -> list[str]:
+    models, _, _ = _torchreid()
+    return sorted(getattr(models, "__model_factory"))
+
+
+def build_model(name: str, num_classes: int) -> torch.nn.Module:
+    """A randomly initialised torchreid model (never downloads ImageNet weights)."""
+    models, _, _ = _torchreid()
+    known = available_models()
+    if name not in known:
+        from evalsuite.errors import did_you_mean
+
+        raise UserError(f"unknown attacker.model {name!r}: {did_you_mean(name, known)}")
+    return models.build_model(name, num_classes=num_classes, loss="softmax", pretrained=False)
+
+
+def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a torchreid checkpoint, loaded with ``weights_only=True``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"attacker weights not found: {path}; point attacker.weights=/path/to/checkpoint.pth at a torchreid "
+            "checkpoint (e.g. osnet_x1_0 trained on Market-1501) or set attacker.weights=null to train from scratch"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"cannot load attacker weights {path} with weights_only=True ({str(exc).splitlines()[0][:160]}); save the state_dict alone with torch.save(model.state_dict(), path)") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"attacker weights {path} hold no state dict of tensors; expected a torchreid checkpoint or a state_dict")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def apply_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy matching tensors into ``model``; the identity classifier may differ in size."""
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(state) - set(matched))
+    backbone = [k for k in own if not k.startswith("classifier")]
+    missing = [k for k in backbone if k not in matched]
+    if missing:
+        raise UserError(f"attacker weights {source} do not fit attacker.model ({len(missing)} backbone tensors missing or of another shape, e.g. {missing[0]!r}); set attacker.model to the architecture the checkpoint was trained with")
+    if skipped:
+        log.info("weights %s: not loaded (classifier of another size): %s", source, ", ".join(skipped[:4]))
+    own.update(matched)
+    model.load_state_dict(own)
+
+
+def preprocess(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 (B,3,H,W) -> normalised float (B,3,height,width) as torchreid's test transform."""
+    x = images.float().div_(255.0)
+    if x.shape[-2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random crop after zero padding (per image, seeded)."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=generator) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    if padding > 0:
+        padded = F.pad(x, (padding,) * 4)
+        dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).tolist()
+        dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).tolist()
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    return x
+
+
+class ReidAttacker:
+    """A torchreid model used as a re-identification attacker."""
+
+    def __init__(self, config: AttackerConfig, num_classes: int, device: str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.num_classes = num_classes
+        self.model = build_model(config.model, num_classes).to(self.device)
+
+    def load_weights(self, path: str | Path) -> "ReidAttacker":
+        apply_state(self.model, load_checkpoint_state(path), str(path))
+        return self
+
+    def fit(self, images: torch.Tensor, pids: torch.Tensor, seed: int, description: str = "train attacker") -> "ReidAttacker":
+        """Train on uint8 images (N,3,H,W) with identity labels 0..num_classes-1."""
+        _, losses, optim = _torchreid()
+        cfg = self.config
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model = self.model.train()
+        optimizer = optim.build_optimizer(model, optim=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=cfg.epochs)
+        criterion = losses.CrossEntropyLoss(num_classes=self.num_classes, use_gpu=self.device.type == "cuda", label_smooth=cfg.label_smooth)
+        n = images.shape[0]
+        steps = max(1, n // cfg.batch_size)  # drop_last, as torchreid's train loader
+        progress = tqdm(total=cfg.epochs * steps, desc=description, unit="batch", leave=False)
+        for _epoch in range(cfg.epochs):
+            order = torch.randperm(n, generator=generator)
+            for step in range(steps):
+                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                x = preprocess(images[idx].to(self.device), cfg.height, cfg.width)
+                x = augment(x, cfg.random_crop_padding, generator)
+                y = pids[idx].to(self.device)
+                loss = criterion(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+            scheduler.step()
+        progress.close()
+        model.eval()
+        return self
+
+    @torch.no_grad()
+    def extract(self, images: torch.Tensor, batch_size: int = 128, description: str = "extract features") -> torch.Tensor:
+        """Eval-mode embeddings (N, D) on the CPU."""
+        model = self.model.eval()
+        feats = []
+        for start in tqdm(range(0, images.shape[0], batch_size), desc=description, unit="batch", leave=False):
+            x = preprocess(images[start : start + batch_size].to(self.device), self.config.height, self.config.width)
+            f = model(x).float()
+            if self.config.normalize_features:
+                f = F.normalize(f, p=2, dim=1)
+            feats.append(f.cpu())
+        return torch.cat(feats) if feats else torch.empty(0)
+
+    def save(self, path: Path) -> None:
+        """Save the state dict atomically (loadable with ``weights_only=True``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(self.model.state_dict(), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_cached(self, path: Path) -> "ReidAttacker":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        return self

@@ -1,0 +1,54 @@
+"""Turning config entries into components: anonymizer specs and threat models."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from anonymizers.base import Anonymizer
+from evalsuite.errors import UserError
+from evalsuite.registry import ANONYMIZERS, ATTACKS
+
+
+@dataclass
+class AnonymizerSpec:
+    """A configured anonymizer: its table label, registry name and full parameters."""
+
+    label: str
+    name: str
+    params: dict[str, Any]
+    anonymizer: Anonymizer = field(repr=False)
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(getattr(self.anonymizer, "is_identity", False))
+
+    @property
+    def stochastic(self) -> bool:
+        return bool(getattr(self.anonymizer, "stochastic", False))
+
+    def key(self) -> dict[str, Any]:
+        return {"name": self.name, "class": type(self.anonymizer).__qualname__, "params": self.params}
+
+
+def resolve_anonymizer(spec: Any) -> AnonymizerSpec:
+    """``"blur"`` or ``{name: pixelate, block_size: 5, label: pix5}`` -> AnonymizerSpec."""
+    if isinstance(spec, str):
+        name, overrides, label = spec, {}, spec
+    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        overrides = {k: v for k, v in spec.items() if k not in ("name", "label")}
+        name = spec["name"]
+        label = spec.get("label") or (name + "(" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ")" if overrides else name)
+    else:
+        raise UserError(f"anonymizer entry {spec!r} must be a name or a mapping with a 'name' key, e.g. anonymizers=[blur,{{name:pixelate,block_size:5}}]")
+    entry = ANONYMIZERS.get(name)
+    try:
+        anonymizer = entry.build(**overrides)
+    except TypeError as exc:
+        raise UserError(f"anonymizer {name!r}: {exc}; see its parameters in anonymizers/") from None
+    return AnonymizerSpec(label=str(label), name=name, params=anonymizer.get_params(), anonymizer=anonymizer)
+
+
+def resolve_attack(name: Any):
+    if not isinstance(name, str):
+        raise UserError(f"attack entry {name!r} must be a name; see `evalsuite list attacks`")
+    return ATTACKS.build(name)

@@ -1,0 +1,142 @@
+"""Run configuration: defaults composed with Hydra-grammar ``key=value`` overrides.
+
+Composition order (later wins): suite defaults, the protocol's defaults, the dataset's
+defaults (a dataset is a config group: ``dataset=synthetic`` selects one, ``dataset.root=...``
+sets one of its keys), then the user's overrides. The result is a struct OmegaConf: an
+unknown key is a :class:`UserError` naming the closest valid keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from evalsuite.errors import UserError, did_you_mean
+from evalsuite.registry import DATASETS, PROTOCOLS
+
+SUITE_DEFAULTS: dict[str, Any] = {
+    "protocol": "market1501-reid",
+    "dataset": {"name": "market1501"},
+    "anonymizers": ["none"],
+    "attacks": ["naive"],
+    "seeds": [0],
+    "device": "cpu",
+    "out": None,  # default: results/<protocol>-<dataset>
+    "cache_dir": None,  # default: $EVALSUITE_CACHE or ~/.cache/evalsuite
+    "batch_size": 64,
+    "num_threads": None,  # torch CPU threads; default: torch's own choice
+}
+
+#: keys that never change a result and so stay out of config hashes
+NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "anonymizers", "attacks", "seeds")
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings with Hydra's override grammar."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"cannot parse override {text!r}: {first}; write key=value, e.g. anonymizers=[blur,pixelate8]") from None
+        if override.is_delete() or override.is_add() or override.is_force_add():
+            raise UserError(f"override {text!r}: '+', '++' and '~' prefixes are not supported; set existing keys with key=value")
+        value = override.value()
+        parsed.append((override.key_or_group, _plain(value)))
+    return parsed
+
+
+def _plain(value: Any) -> Any:
+    """Hydra values (sweeps aside) as plain Python containers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "list"):  # ChoiceSweep, RangeSweep: not supported here
+        raise UserError(f"sweep values such as {value} are not supported; list the values instead, e.g. seeds=[0,1,2]")
+    return value
+
+
+def dataset_defaults(name: str) -> dict[str, Any]:
+    """A dataset group's defaults: the keyword defaults of its registered factory."""
+    entry = DATASETS.get(name)
+    params = {"name": name}
+    for pname, p in inspect.signature(entry.factory).parameters.items():
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
+            params[pname] = p.default
+    params.update(entry.params)
+    return params
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The full run configuration for ``overrides`` (Hydra grammar)."""
+    parsed = parse_overrides(overrides)
+    values = dict(parsed)
+    protocol_name = values.get("protocol", SUITE_DEFAULTS["protocol"])
+    if not isinstance(protocol_name, str):
+        raise UserError(f"protocol must be a name, got {protocol_name!r}; see `evalsuite list protocols`")
+    protocol_cls = PROTOCOLS.get(protocol_name).factory
+
+    cfg = OmegaConf.create(SUITE_DEFAULTS)
+    cfg = OmegaConf.merge(cfg, OmegaConf.create(protocol_cls.default_config()))
+    cfg.protocol = protocol_name
+
+    dataset_name = values.get("dataset", cfg.dataset.name)
+    if isinstance(dataset_name, dict):
+        dataset_name = dataset_name.get("name", cfg.dataset.name)
+    cfg.dataset = dataset_defaults(str(dataset_name))
+    OmegaConf.set_struct(cfg, True)
+
+    for key, value in parsed:
+        if key == "dataset" and isinstance(value, str):
+            continue  # the group was selected above
+        _set(cfg, key, value)
+    return cfg
+
+
+def _set(cfg: DictConfig, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = cfg
+    for depth, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node:
+            where = ".".join(parts[:depth]) or "the config"
+            valid = list(node.keys()) if isinstance(node, DictConfig) else []
+            prefix = ".".join(parts[:depth])
+            valid_full = [f"{prefix}.{k}" if prefix else str(k) for k in valid]
+            raise UserError(f"unknown config key {key!r} (no {part!r} in {where}): {did_you_mean(key, valid_full)}")
+        if depth < len(parts) - 1:
+            node = node[part]
+    try:
+        OmegaConf.update(cfg, key, value, merge=False)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"cannot set {key}={value!r}: {str(exc).splitlines()[0]}") from None
+
+
+def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return cfg
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """A hash of a JSON-able object that does not depend on key order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def cache_dir(cfg: DictConfig | None = None) -> Path:
+    """Where anonymized sets, trained attackers and generated datasets are cached."""
+    if cfg is not None and cfg.get("cache_dir"):
+        return Path(str(cfg.cache_dir)).expanduser()
+    return Path(os.environ.get("EVALSUITE_CACHE", Path.home() / ".cache" / "evalsuite")).expanduser()

@@ -1,0 +1,255 @@
+"""Re-identification ranking metrics (CMC, mAP, official Market-1501 AP, mINP) and distances.
+
+Semantics follow torchreid's ``eval_market1501`` exactly: for each query the gallery is
+ranked with ``np.argsort(distmat, axis=1)`` (the same call, so ties are broken the same
+way), gallery items with the query's pid AND camera are removed, queries with no remaining
+match are skipped, CMC is cumulative and clipped at 1 and AP is the non-interpolated mean of
+the precision at each hit. On top of that:
+
+- ``mAP_official``: the trapezoidal AP of the official Market-1501 evaluation code
+  (Zheng et al., ``compute_AP.m``; ``old_precision`` starts at 1): each hit adds
+  ``(1 / n_good) * (precision_before_hit + precision_at_hit) / 2``. Always <= ``mAP``.
+  Averaged over the valid queries (the same ones as ``mAP``), on torchreid's ranking.
+- ``mINP``: mean inverse negative penalty (Ye et al., 2021): for each valid query, the
+  number of matches divided by the (1-based) rank of its hardest match.
+
+The evaluation is vectorised over chunks of query rows, so memory stays bounded
+(about ``chunk_size * num_gallery * 10`` bytes on top of the distance matrix).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evalsuite.registry import METRICS
+
+__all__ = ["REID_METRICS", "ReidScores", "evaluate_reid", "pairwise_distance"]
+
+REID_METRICS: tuple[str, ...] = ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP")
+
+DEFAULT_EVAL_CHUNK = 256
+DEFAULT_DISTANCE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class ReidScores:
+    """Ranking metrics of one query/gallery evaluation; every value is a fraction in [0, 1]."""
+
+    cmc: np.ndarray = field(compare=False, repr=False)  # (max_rank,), cmc[k] = rank-(k+1) accuracy
+    rank1: float
+    rank5: float
+    rank10: float
+    mAP: float
+    mAP_official: float
+    mINP: float
+    num_valid_queries: int
+    num_queries: int
+
+    def as_dict(self) -> dict[str, float]:
+        """``{rank1, rank5, rank10, mAP, mAP_official, mINP}`` as python floats."""
+        return {name: float(getattr(self, name)) for name in REID_METRICS}
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise ValueError(f"{name} must be a numeric array, got dtype=object")
+    return arr
+
+
+def _to_1d(x: Any, name: str, length: int) -> np.ndarray:
+    arr = _to_numpy(x, name)
+    if arr.ndim != 1 or arr.shape[0] != length:
+        raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {arr.shape}")
+    return arr
+
+
+def _segment_starts(rows: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row counts and start offsets of a row-sorted list of row indices."""
+    counts = np.bincount(rows, minlength=num_rows)
+    starts = np.zeros(num_rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return counts, starts
+
+
+def _evaluate_chunk(
+    dist: np.ndarray,
+    q_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_pids: np.ndarray,
+    g_camids: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First-hit rank, AP, official AP and INP of the valid queries of one chunk of rows."""
+    n = dist.shape[0]
+    order = np.argsort(dist, axis=1)  # the exact call torchreid makes: same tie-breaking
+    same_pid = np.take_along_axis(q_pids[:, None] == g_pids[None, :], order, axis=1)
+    rows, ranks = np.nonzero(same_pid)  # row-major: grouped by query, ascending rank
+    del same_pid
+    junk = g_camids[order[rows, ranks]] == q_camids[rows]  # same pid and same camera
+    del order
+
+    # Rank among the kept gallery items = raw rank - junk items ranked before it in its row.
+    junk_before = np.cumsum(junk) - junk
+    _, starts = _segment_starts(rows, n)
+    junk_before -= junk_before[starts[rows]] if rows.size else 0
+    good = ~junk
+    rows = rows[good]
+    kept_rank = (ranks[good] - junk_before[good]).astype(np.float64)  # 0-based
+
+    num_good, starts = _segment_starts(rows, n)
+    hit = np.arange(rows.size) - starts[rows]  # 0-based index of the hit within its query
+    precision = (hit + 1) / (kept_rank + 1)
+    precision_before = np.divide(hit, kept_rank, out=np.ones_like(kept_rank), where=kept_rank > 0)
+
+    valid = num_good > 0
+    denom = np.maximum(num_good, 1)
+    ap = np.bincount(rows, weights=precision, minlength=n) / denom
+    ap_official = np.bincount(rows, weights=(precision_before + precision) / 2, minlength=n) / denom
+    first_rank = kept_rank[starts[valid]]
+    last_rank = kept_rank[starts[valid] + num_good[valid] - 1]
+    inp = num_good[valid] / (last_rank + 1)
+    return first_rank.astype(np.int64), ap[valid], ap_official[valid], inp, valid
+
+
+def evaluate_reid(
+    distmat: np.ndarray | torch.Tensor,
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    max_rank: int = 50,
+    chunk_size: int = DEFAULT_EVAL_CHUNK,
+) -> ReidScores:
+    """Market-1501 style evaluation of a (num_query, num_gallery) distance matrix.
+
+    Gives the same CMC and mAP as ``torchreid.metrics.evaluate_rank(...,
+    use_metric_cuhk03=False)``, plus the official trapezoidal mAP and mINP. As in torchreid,
+    ``max_rank`` is reduced to the gallery size when the gallery is smaller. ``chunk_size``
+    query rows are ranked at a time; it changes memory use, never the result.
+    Raises ValueError when no query has a match left in the gallery.
+    """
+    dist = _to_numpy(distmat, "distmat")
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (num_query, num_gallery), got shape {dist.shape}")
+    num_q, num_g = dist.shape
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"distmat is empty (shape {dist.shape})")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    qp = _to_1d(q_pids, "q_pids", num_q)
+    gp = _to_1d(g_pids, "g_pids", num_g)
+    qc = _to_1d(q_camids, "q_camids", num_q)
+    gc = _to_1d(g_camids, "g_camids", num_g)
+    max_rank = min(max_rank, num_g)
+
+    parts: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, num_q, chunk_size):
+        stop = min(start + chunk_size, num_q)
+        parts.append(_evaluate_chunk(dist[start:stop], qp[start:stop], qc[start:stop], gp, gc))
+    first_rank, ap, ap_official, inp, _ = (np.concatenate(p) for p in zip(*parts))
+
+    num_valid = int(first_rank.size)
+    if num_valid == 0:
+        raise ValueError(
+            "no valid query: for every query, all gallery items with its pid share its camera "
+            "(or its pid is absent from the gallery), so there is nothing to retrieve"
+        )
+    hist = np.bincount(np.minimum(first_rank, max_rank), minlength=max_rank + 1)[:max_rank]
+    cmc = np.cumsum(hist) / num_valid
+    cmc.setflags(write=False)
+
+    def rank_k(k: int) -> float:
+        return float(np.count_nonzero(first_rank < k) / num_valid)
+
+    return ReidScores(
+        cmc=cmc,
+        rank1=rank_k(1),
+        rank5=rank_k(5),
+        rank10=rank_k(10),
+        mAP=float(ap.mean()),
+        mAP_official=float(ap_official.mean()),
+        mINP=float(inp.mean()),
+        num_valid_queries=num_valid,
+        num_queries=num_q,
+    )
+
+
+def _as_float_tensor(x: Any, name: str) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (num_items, feature_dim), got shape {tuple(t.shape)}")
+    return t if t.is_floating_point() else t.float()
+
+
+@torch.no_grad()
+def pairwise_distance(
+    query_features: np.ndarray | torch.Tensor,
+    gallery_features: np.ndarray | torch.Tensor,
+    metric: str = "euclidean",
+    chunk_size: int = DEFAULT_DISTANCE_CHUNK,
+) -> np.ndarray:
+    """(num_query, num_gallery) distances as torchreid's ``compute_distance_matrix`` defines them.
+
+    ``"euclidean"`` is the squared euclidean distance ``|q|^2 + |g|^2 - 2 q.g`` (computed as
+    torchreid does), ``"cosine"`` is ``1 - cosine similarity``. Runs on the features' device,
+    ``chunk_size`` query rows at a time, and returns a numpy array (float64 for float64
+    features, float32 otherwise).
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"unknown distance metric {metric!r}: choose 'euclidean' or 'cosine'")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    q = _as_float_tensor(query_features, "query_features")
+    g = _as_float_tensor(gallery_features, "gallery_features")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"feature dimensions differ: query {q.shape[1]} vs gallery {g.shape[1]}")
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    if dtype not in (torch.float32, torch.float64):  # half types: compute in float32
+        dtype = torch.float32
+    q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
+
+    if metric == "cosine":
+        g = F.normalize(g, p=2, dim=1)
+    else:
+        g_sq = torch.pow(g, 2).sum(dim=1, keepdim=True).t()  # (1, num_gallery)
+    gt = g.t()
+    out = np.empty((q.shape[0], g.shape[0]), dtype=np.float64 if dtype == torch.float64 else np.float32)
+    for start in range(0, q.shape[0], chunk_size):
+        qc = q[start : start + chunk_size]
+        if metric == "cosine":
+            d = 1 - torch.mm(F.normalize(qc, p=2, dim=1), gt)
+        else:
+            d = torch.pow(qc, 2).sum(dim=1, keepdim=True) + g_sq
+            d.addmm_(qc, gt, beta=1, alpha=-2)
+        out[start : start + qc.shape[0]] = d.cpu().numpy()
+    return out
+
+
+def _extractor(name: str, description: str) -> Callable[..., float]:
+    def extract(scores: ReidScores) -> float:
+        return float(getattr(scores, name))
+
+    extract.__name__ = extract.__qualname__ = name
+    extract.__doc__ = f"{description} (read from a ReidScores)."
+    return extract
+
+
+_DESCRIPTIONS = {
+    "rank1": "Re-id rank-1 (CMC@1): share of queries whose closest valid gallery image has their identity",
+    "rank5": "Re-id rank-5 (CMC@5): share of queries with a correct match among the 5 closest gallery images",
+    "rank10": "Re-id rank-10 (CMC@10): share of queries with a correct match among the 10 closest gallery images",
+    "mAP": "Re-id mean average precision, non-interpolated (torchreid convention)",
+    "mAP_official": "Re-id mean average precision, trapezoidal (official Market-1501 evaluation code)",
+    "mINP": "Re-id mean inverse negative penalty (Ye et al.): matches / rank of the hardest match",
+}
+
+for _name in REID_METRICS:
+    METRICS.add(_name, _extractor(_name, _DESCRIPTIONS[_name]), description=_DESCRIPTIONS[_name])

@@ -1,0 +1,49 @@
+"""The protocol interface: a protocol binds a dataset, a region, attackers and metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig
+
+from evalsuite.cache import Cache
+from evalsuite.components import AnonymizerSpec
+
+
+@dataclass
+class CellResult:
+    """What one (anonymizer, attack, seed) cell produced."""
+
+    metrics: dict[str, float]
+    durations: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Protocol:
+    """Subclasses set the class attributes and implement prepare / evaluate."""
+
+    version: ClassVar[str] = "1"
+    #: metric name -> True when a higher value means more re-identification (worse privacy)
+    metrics: ClassVar[dict[str, bool]] = {}
+    #: metrics shown in the printed table by default
+    table_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: DictConfig, cache: Cache) -> None:
+        self.cfg = cfg
+        self.cache = cache
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {}
+
+    def prepare(self) -> None:
+        """Load data and validate everything that can fail before any output is written."""
+
+    def dataset_label(self) -> str:
+        return str(self.cfg.dataset.name)
+
+    def dataset_fingerprint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
+        raise NotImplementedError

@@ -1,0 +1,147 @@
+"""The grid runner: anonymizers x attacks x seeds for one protocol, resumable and cached."""
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from evalsuite.cache import Cache
+from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
+from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain
+from evalsuite.errors import UserError
+from evalsuite.registry import PROTOCOLS
+from evalsuite.report import markdown_table
+from evalsuite.store import ResultsStore, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("evalsuite", "torch", "torchvision", "torchreid", "numpy", "opencv-python-headless", "omegaconf")
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    table: str
+    computed: int
+    skipped: int
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the evalsuite checkout, when it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def result_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config that determines every cell's numbers."""
+    plain = to_plain(cfg)
+    return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
+
+
+def resolve_device(name: str) -> str:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} requested but CUDA is not available on this machine; use device=cpu")
+    return name
+
+
+def out_dir_for(cfg: DictConfig) -> Path:
+    if cfg.out:
+        return Path(str(cfg.out)).expanduser()
+    return Path("results") / f"{cfg.protocol}-{cfg.dataset.name}"
+
+
+def run(cfg: DictConfig) -> RunOutcome:
+    """Evaluate every (anonymizer, attack, seed) cell not already in OUT/results.jsonl."""
+    resolve_device(str(cfg.device))
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in cfg.anonymizers]
+    labels = [a.label for a in anonymizers]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"anonymizers list names one anonymizer twice ({labels}); give repeated ones distinct label= values")
+    attacks = [resolve_attack(a) for a in cfg.attacks]
+    seeds = [int(s) for s in cfg.seeds]
+    if not anonymizers or not attacks or not seeds:
+        raise UserError("anonymizers, attacks and seeds must each name at least one value")
+
+    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg)))
+    protocol.prepare()  # every input error surfaces here, before OUT is touched
+
+    out = out_dir_for(cfg)
+    store = ResultsStore(out)
+    config_hash = stable_hash(result_config(cfg))
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
+    base = {
+        "protocol": str(cfg.protocol),
+        "protocol_version": protocol.version,
+        "dataset": protocol.dataset_label(),
+        "config_hash": config_hash,
+    }
+    versions, commit = package_versions(), git_commit()
+    cells = [(a, t, s) for s in seeds for t in attacks for a in anonymizers]
+    done = store.done_keys()
+    computed = skipped = 0
+    for spec, attack, seed in tqdm(cells, desc=f"{cfg.protocol} grid", unit="cell"):
+        cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed})
+        if cell_key in done:
+            skipped += 1
+            continue
+        started = time.perf_counter()
+        result = protocol.evaluate(spec, attack, seed)
+        row = {
+            **base,
+            "anonymizer": spec.label,
+            "anonymizer_name": spec.name,
+            "anonymizer_params": spec.params,
+            "attack": attack.name,
+            "seed": seed,
+            "metrics": result.metrics,
+            "cell_key": cell_key,
+            "durations": {**result.durations, "total_s": time.perf_counter() - started},
+            "device": str(cfg.device),
+            "versions": versions,
+            "git_commit": commit,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **result.extra,
+        }
+        store.append(row)
+        done.add(cell_key)
+        computed += 1
+        log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
+
+    rows = [r for r in store.rows if r.get("config_hash") == config_hash]
+    table = markdown_table(
+        rows,
+        anonymizers=labels,
+        attacks=[a.name for a in attacks],
+        metrics=list(cfg.table.metrics) if "table" in cfg else list(protocol.table_metrics),
+        higher_is_more_identifiable=protocol.metrics,
+        title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
+    )
+    atomic_write_text(out / "table.md", table)
+    return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)
