@@ -1,0 +1,2 @@
+"""Built-in anonymizers; importing this package registers them with ``ANONYMIZERS``."""
+from anonymizers import blur, identity, mask, pixelate  # noqa: F401  (registration side effects)

@@ -19,9 +19,10 @@ Parameter choices:
 
 Implementation: a separable convolution written as two products with banded (n x n) matrices
 that hold the 1-D kernel and the border reflection, ``Bh @ image @ Bw.T`` in float32, then
-rounded to nearest and saturated to uint8 as cv2 does. On CPU this runs 3-4x faster than a
-depthwise ``conv2d`` (BLAS against a depthwise kernel) and matches ``cv2.GaussianBlur``
-within one gray level (cv2 uses fixed-point arithmetic for uint8).
+rounded to nearest and saturated to uint8 as cv2 does. It matches ``cv2.GaussianBlur``
+within one gray level (cv2 uses fixed-point arithmetic for uint8). On CPU it ran 2-5x
+faster than a depthwise ``conv2d`` with reflect padding, from 128x64 crops up to 640x480
+(BLAS against a depthwise kernel), though it does O(H + W) rather than O(k) work per pixel.
 """
 from __future__ import annotations
 

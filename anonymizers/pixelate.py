@@ -15,9 +15,9 @@ With neither given, ``block_size`` 8 is used (``get_params`` still reports what 
 
 Both are linear along each axis, so a batch is done at once, without cropping: for every
 image we build a "down" matrix (grid or blocks x H) and an "up" matrix (H x grid or blocks)
-that read and write only that image's box, and compute ``Uh @ (Dh @ X @ Dw.T) @ Uw.T`` in
-float32 (batched matmul), rounding to uint8 once at the end. Pixels outside the box come out
-as zero and are restored by the base class (they are outside the mask).
+that read and write only that image's box, and compute ``Uh @ Dh @ X @ Dw.T @ Uw.T`` in
+float32 (batched matmul), rounding to uint8 once at the end. Pixels outside the box come
+out as zero and are restored by the base class (they are outside the mask).
 """
 from __future__ import annotations
 
@@ -37,16 +37,18 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
 
     An empty mask gets the whole image (its output is discarded anyway).
     """
-    height, width = masks.shape[-2:]
 
-    def span(occupied: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        any_ = occupied.any(dim=1)
-        first = occupied.int().argmax(dim=1)
-        last = n - occupied.flip(1).int().argmax(dim=1)
-        return torch.where(any_, first, 0), torch.where(any_, last, n)
+    def span(occupied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = occupied.shape[1]
+        index = torch.arange(n, device=occupied.device)
+        first = torch.where(occupied, index, n).amin(dim=1)
+        end = torch.where(occupied, index + 1, 0).amax(dim=1)
+        empty = first == n
+        return torch.where(empty, 0, first), torch.where(empty, n, end)
 
-    y0, y1 = span(masks[:, 0].any(dim=2), height)
-    x0, x1 = span(masks[:, 0].any(dim=1), width)
+    as_bytes = masks[:, 0].view(torch.uint8)  # amax over uint8 is faster than any() over bool
+    y0, y1 = span(as_bytes.amax(dim=2) > 0)
+    x0, x1 = span(as_bytes.amax(dim=1) > 0)
     return torch.stack([y0, y1, x0, x1], dim=1)
 
 
@@ -99,8 +101,8 @@ def block_axis(start: torch.Tensor, length: torch.Tensor, total: int, block: int
 
 
 def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = None, block_size: int | None = None) -> torch.Tensor:
-    """Pixelate the box ``[y0, y1, x0, x1]`` of each uint8 image; zeros outside the boxes."""
-    height, width = images.shape[-2:]
+    """Pixelate the (non-empty) box ``[y0, y1, x0, x1]`` of each uint8 image; zeros outside the boxes."""
+    batch, channels, height, width = images.shape
     y0, y1, x0, x1 = boxes.to(images.device).unbind(1)
     if grid is not None:
         down_h, up_h = bilinear_axis(y0, y1 - y0, height, grid)
@@ -108,8 +110,13 @@ def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = No
     else:
         down_h, up_h = block_axis(y0, y1 - y0, height, block_size)
         down_w, up_w = block_axis(x0, x1 - x0, width, block_size)
-    small = down_h[:, None] @ images.float() @ down_w[:, None].transpose(-1, -2)
-    out = up_h[:, None] @ small @ up_w[:, None].transpose(-1, -2)
+    cells = down_w.shape[1]
+    # plain bmm on (B, rows, cols) views: no broadcast copies of the full-size images
+    x = torch.bmm(images.float().view(batch, channels * height, width), down_w.transpose(1, 2))
+    x = x.view(batch, channels, height, cells).transpose(1, 2).reshape(batch, height, channels * cells)
+    x = torch.bmm(up_h, torch.bmm(down_h, x))  # (B, H, C * cells): rows down, then back up
+    x = x.view(batch, height, channels, cells).transpose(1, 2).reshape(batch, channels * height, cells)
+    out = torch.bmm(x, up_w.transpose(1, 2)).view(batch, channels, height, width)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 

@@ -70,7 +70,7 @@ class Market1501Reid(Protocol):
         self.images: dict[str, torch.Tensor] = {}
         self.masks: dict[str, torch.Tensor] = {}
         self._attackers: dict[str, ReidAttacker] = {}
-        self._features: dict[tuple[str, str], torch.Tensor] = {}
+        self._feature_cache: dict[tuple[str, str], torch.Tensor] = {}
         self._anonymized: dict[str, torch.Tensor] = {}
         self._fitted: set[str] = set()
 
@@ -178,9 +178,9 @@ class Market1501Reid(Protocol):
 
     def _features(self, attacker: ReidAttacker, attacker_key: str, images: torch.Tensor, set_key: str) -> torch.Tensor:
         cache_key = (attacker_key, set_key)
-        if cache_key not in self._features:
-            self._features[cache_key] = attacker.extract(images, batch_size=max(64, int(self.cfg.batch_size)), description=f"features {set_key[:18]}")
-        return self._features[cache_key]
+        if cache_key not in self._feature_cache:
+            self._feature_cache[cache_key] = attacker.extract(images, batch_size=max(64, int(self.cfg.batch_size)), description=f"features {set_key[:18]}")
+        return self._feature_cache[cache_key]
 
     # ---------------------------------------------------------------- one grid cell
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:

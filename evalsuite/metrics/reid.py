@@ -84,7 +84,7 @@ def _evaluate_chunk(
     q_camids: np.ndarray,
     g_pids: np.ndarray,
     g_camids: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """First-hit rank, AP, official AP and INP of the valid queries of one chunk of rows."""
     n = dist.shape[0]
     order = np.argsort(dist, axis=1)  # the exact call torchreid makes: same tie-breaking
@@ -97,7 +97,7 @@ def _evaluate_chunk(
     # Rank among the kept gallery items = raw rank - junk items ranked before it in its row.
     junk_before = np.cumsum(junk) - junk
     _, starts = _segment_starts(rows, n)
-    junk_before -= junk_before[starts[rows]] if rows.size else 0
+    junk_before -= junk_before[starts[rows]]
     good = ~junk
     rows = rows[good]
     kept_rank = (ranks[good] - junk_before[good]).astype(np.float64)  # 0-based
@@ -114,7 +114,7 @@ def _evaluate_chunk(
     first_rank = kept_rank[starts[valid]]
     last_rank = kept_rank[starts[valid] + num_good[valid] - 1]
     inp = num_good[valid] / (last_rank + 1)
-    return first_rank.astype(np.int64), ap[valid], ap_official[valid], inp, valid
+    return first_rank.astype(np.int64), ap[valid], ap_official[valid], inp
 
 
 def evaluate_reid(
@@ -154,7 +154,7 @@ def evaluate_reid(
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
         parts.append(_evaluate_chunk(dist[start:stop], qp[start:stop], qc[start:stop], gp, gc))
-    first_rank, ap, ap_official, inp, _ = (np.concatenate(p) for p in zip(*parts))
+    first_rank, ap, ap_official, inp = (np.concatenate(p) for p in zip(*parts))
 
     num_valid = int(first_rank.size)
     if num_valid == 0:
@@ -222,14 +222,19 @@ def pairwise_distance(
         g_sq = torch.pow(g, 2).sum(dim=1, keepdim=True).t()  # (1, num_gallery)
     gt = g.t()
     out = np.empty((q.shape[0], g.shape[0]), dtype=np.float64 if dtype == torch.float64 else np.float32)
+    out_t = torch.from_numpy(out)
+    on_cpu = q.device.type == "cpu"
     for start in range(0, q.shape[0], chunk_size):
         qc = q[start : start + chunk_size]
+        # on CPU write straight into the (contiguous) output rows; elsewhere copy each chunk back
+        d = out_t[start : start + qc.shape[0]] if on_cpu else None
         if metric == "cosine":
-            d = 1 - torch.mm(F.normalize(qc, p=2, dim=1), gt)
+            d = torch.mm(F.normalize(qc, p=2, dim=1), gt, out=d).neg_().add_(1)
         else:
-            d = torch.pow(qc, 2).sum(dim=1, keepdim=True) + g_sq
+            d = torch.add(torch.pow(qc, 2).sum(dim=1, keepdim=True), g_sq, out=d)
             d.addmm_(qc, gt, beta=1, alpha=-2)
-        out[start : start + qc.shape[0]] = d.cpu().numpy()
+        if not on_cpu:
+            out_t[start : start + qc.shape[0]] = d.cpu()
     return out
 
 
