@@ -29,6 +29,10 @@ class Anonymizer:
     #: parameters that get_params() reports; subclasses list theirs
     param_names: tuple[str, ...] = ()
     requires_fit: bool = False
+    #: True when the output depends on the generator (cache keys then include the seed)
+    stochastic: bool = False
+    #: True only for the anonymizer that returns its input unchanged
+    is_identity: bool = False
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names}

@@ -41,6 +41,10 @@ class AttackerConfig:
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     label_smooth: bool = True
+    loss: str = "softmax"  # "softmax" or "triplet" (softmax + hard-mining triplet, torchreid's ImageTripletEngine)
+    triplet_margin: float = 0.3
+    triplet_weight: float = 1.0
+    instances_per_id: int = 4  # K of the identity-balanced P x K batches used with the triplet loss
     height: int = 128
     width: int = 64
     random_crop_padding: int = 4
@@ -69,7 +73,7 @@ def available_models() -> list[str]:
     return sorted(getattr(models, "__model_factory"))
 
 
-def build_model(name: str, num_classes: int) -> torch.nn.Module:
+def build_model(name: str, num_classes: int, loss: str = "softmax") -> torch.nn.Module:
     """A randomly initialised torchreid model (never downloads ImageNet weights)."""
     models, _, _ = _torchreid()
     known = available_models()
@@ -77,7 +81,7 @@ def build_model(name: str, num_classes: int) -> torch.nn.Module:
         from evalsuite.errors import did_you_mean
 
         raise UserError(f"unknown attacker.model {name!r}: {did_you_mean(name, known)}")
-    return models.build_model(name, num_classes=num_classes, loss="softmax", pretrained=False)
+    return models.build_model(name, num_classes=num_classes, loss=loss, pretrained=False)
 
 
 def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -123,6 +127,25 @@ def preprocess(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (x - mean) / std
 
 
+def identity_balanced_batches(pids: torch.Tensor, batch_size: int, instances: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of P x K batches, as torchreid's RandomIdentitySampler, but seeded."""
+    groups: dict[int, list[torch.Tensor]] = {}
+    for pid in torch.unique(pids).tolist():
+        idx = torch.nonzero(pids == pid).flatten()
+        if len(idx) < instances:
+            idx = idx[torch.randint(len(idx), (instances,), generator=generator)]
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        groups[pid] = [idx[i : i + instances] for i in range(0, len(idx) - instances + 1, instances)]
+    per_batch = max(1, batch_size // instances)
+    available = sorted(groups)
+    batches = []
+    while len(available) >= per_batch:
+        chosen = [available[i] for i in torch.randperm(len(available), generator=generator)[:per_batch].tolist()]
+        batches.append(torch.cat([groups[pid].pop(0) for pid in chosen]))
+        available = [pid for pid in available if groups[pid]]
+    return batches
+
+
 def augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and random crop after zero padding (per image, seeded)."""
     b, _, h, w = x.shape
@@ -139,37 +162,44 @@ def augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.
 class ReidAttacker:
     """A torchreid model used as a re-identification attacker."""
 
-    def __init__(self, config: AttackerConfig, num_classes: int, device: str = "cpu") -> None:
+    def __init__(self, config: AttackerConfig, num_classes: int, device: str = "cpu", seed: int = 0) -> None:
         self.config = config
         self.device = torch.device(device)
         self.num_classes = num_classes
-        self.model = build_model(config.model, num_classes).to(self.device)
+        self.seed = seed
+        self.last_loss: float | None = None
+        torch.manual_seed(seed)  # the initial weights depend on the seed only, not on earlier work
+        if config.loss not in ("softmax", "triplet"):
+            raise UserError(f"attacker.loss={config.loss!r}: use softmax or triplet (softmax + hard-mining triplet)")
+        self.model = build_model(config.model, num_classes, loss=config.loss).to(self.device)
 
     def load_weights(self, path: str | Path) -> "ReidAttacker":
         apply_state(self.model, load_checkpoint_state(path), str(path))
         return self
 
-    def fit(self, images: torch.Tensor, pids: torch.Tensor, seed: int, description: str = "train attacker") -> "ReidAttacker":
+    def fit(self, images: torch.Tensor, pids: torch.Tensor, description: str = "train attacker") -> "ReidAttacker":
         """Train on uint8 images (N,3,H,W) with identity labels 0..num_classes-1."""
         _, losses, optim = _torchreid()
         cfg = self.config
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
         model = self.model.train()
         optimizer = optim.build_optimizer(model, optim=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=cfg.epochs)
         criterion = losses.CrossEntropyLoss(num_classes=self.num_classes, use_gpu=self.device.type == "cuda", label_smooth=cfg.label_smooth)
-        n = images.shape[0]
-        steps = max(1, n // cfg.batch_size)  # drop_last, as torchreid's train loader
-        progress = tqdm(total=cfg.epochs * steps, desc=description, unit="batch", leave=False)
+        triplet = losses.TripletLoss(margin=cfg.triplet_margin) if cfg.loss == "triplet" else None
+        approx_steps = max(1, images.shape[0] // cfg.batch_size)
+        progress = tqdm(total=cfg.epochs * approx_steps, desc=description, unit="batch", leave=False)
         for _epoch in range(cfg.epochs):
-            order = torch.randperm(n, generator=generator)
-            for step in range(steps):
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            for idx in self._epoch_batches(pids, generator):
                 x = preprocess(images[idx].to(self.device), cfg.height, cfg.width)
                 x = augment(x, cfg.random_crop_padding, generator)
                 y = pids[idx].to(self.device)
-                loss = criterion(model(x), y)
+                if triplet is None:
+                    loss = criterion(model(x), y)
+                else:
+                    logits, features = model(x)
+                    loss = criterion(logits, y) + cfg.triplet_weight * triplet(features, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -177,8 +207,18 @@ class ReidAttacker:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
             scheduler.step()
         progress.close()
+        self.last_loss = float(loss.item())
+        log.info("%s: final training loss %.3f", description, self.last_loss)
         model.eval()
         return self
+
+    def _epoch_batches(self, pids: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        cfg = self.config
+        if cfg.loss == "triplet":
+            return identity_balanced_batches(pids, cfg.batch_size, cfg.instances_per_id, generator)
+        order = torch.randperm(len(pids), generator=generator)
+        steps = max(1, len(pids) // cfg.batch_size)  # drop_last, as torchreid's train loader
+        return [order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(steps)]
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor, batch_size: int = 128, description: str = "extract features") -> torch.Tensor:

@@ -20,11 +20,11 @@ class AnonymizerSpec:
 
     @property
     def is_identity(self) -> bool:
-        return bool(getattr(self.anonymizer, "is_identity", False))
+        return self.anonymizer.is_identity
 
     @property
     def stochastic(self) -> bool:
-        return bool(getattr(self.anonymizer, "stochastic", False))
+        return self.anonymizer.stochastic
 
     def key(self) -> dict[str, Any]:
         return {"name": self.name, "class": type(self.anonymizer).__qualname__, "params": self.params}

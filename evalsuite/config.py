@@ -75,6 +75,9 @@ def dataset_defaults(name: str) -> dict[str, Any]:
     for pname, p in inspect.signature(entry.factory).parameters.items():
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
             params[pname] = p.default
+    extra = getattr(entry.factory, "config_defaults", None)  # factories taking **settings
+    if callable(extra):
+        params.update(extra())
     params.update(entry.params)
     return params
 

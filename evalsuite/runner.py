@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -54,7 +55,9 @@ def git_commit() -> str | None:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def result_config(cfg: DictConfig) -> dict[str, Any]:
@@ -78,6 +81,8 @@ def out_dir_for(cfg: DictConfig) -> Path:
 def run(cfg: DictConfig) -> RunOutcome:
     """Evaluate every (anonymizer, attack, seed) cell not already in OUT/results.jsonl."""
     resolve_device(str(cfg.device))
+    if cfg.cache_dir:  # one cache for every component, generated datasets included
+        os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in cfg.anonymizers]

@@ -158,7 +158,7 @@ class Market1501Reid(Protocol):
         key = self._attacker_key(source, seed)
         if key in self._attackers:
             return self._attackers[key], key, 0.0
-        attacker = ReidAttacker(self.attacker_config, num_classes=self.dataset.num_train_pids, device=self.device)
+        attacker = ReidAttacker(self.attacker_config, num_classes=self.dataset.num_train_pids, device=self.device, seed=seed)
         path = self.cache.path("attackers", key, ".pt")
         started = time.perf_counter()
         if path.exists():
@@ -171,7 +171,7 @@ class Market1501Reid(Protocol):
             images = self.images["train"] if clean else self.anonymized("train", spec, seed)[0]
             pids = torch.tensor([s.pid for s in self.dataset.train])
             what = "clean" if clean else spec.label
-            attacker.fit(images, pids, seed=seed, description=f"train attacker ({what}, seed {seed})")
+            attacker.fit(images, pids, description=f"train attacker ({what}, seed {seed})")
             attacker.save(path)
         self._attackers[key] = attacker
         return attacker, key, time.perf_counter() - started

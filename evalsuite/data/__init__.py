@@ -47,3 +47,11 @@ def synthetic(root: str | Path | None = None, annotations: str | Path | None = N
     config = SyntheticConfig(**settings)
     folder = generate_synthetic_market(root, config)
     return load_market1501(folder, annotations=annotations, name="synthetic")
+
+
+def _synthetic_defaults() -> dict[str, Any]:
+    """The generator settings, so that ``dataset.<setting>=...`` overrides are known keys."""
+    return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default for f in dataclasses.fields(SyntheticConfig)}
+
+
+synthetic.config_defaults = _synthetic_defaults  # type: ignore[attr-defined]
