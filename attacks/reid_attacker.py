@@ -35,9 +35,9 @@ class AttackerConfig:
 
     model: str = "osnet_x0_25"
     weights: str | None = None  # torchreid checkpoint; None = train from scratch
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 0.003
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 0.01
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     label_smooth: bool = True
@@ -45,8 +45,10 @@ class AttackerConfig:
     triplet_margin: float = 0.3
     triplet_weight: float = 1.0
     instances_per_id: int = 4  # K of the identity-balanced P x K batches used with the triplet loss
-    height: int = 128
-    width: int = 64
+    # a quarter of torchreid's 256x128, so that the CPU demo trains five attackers in minutes;
+    # use attacker.height=256 attacker.width=128 to compare with published numbers
+    height: int = 64
+    width: int = 32
     random_crop_padding: int = 4
     distance: str = "euclidean"
     normalize_features: bool = False
@@ -117,14 +119,29 @@ def apply_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     model.load_state_dict(own)
 
 
-def preprocess(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """uint8 (B,3,H,W) -> normalised float (B,3,height,width) as torchreid's test transform."""
-    x = images.float().div_(255.0)
-    if x.shape[-2:] != (height, width):
+def resize(images: torch.Tensor, height: int, width: int, batch_size: int = 512) -> torch.Tensor:
+    """uint8 (B,3,H,W) -> uint8 (B,3,height,width), antialiased bilinear, in chunks."""
+    if images.shape[-2:] == (height, width):
+        return images
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].float()
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B,3,H,W) -> float, ImageNet mean/std as torchreid's transforms, channels-last."""
+    x = images.float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def preprocess(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """torchreid's test transform: resize to (height, width), then normalise."""
+    return normalize(resize(images, height, width))
 
 
 def identity_balanced_batches(pids: torch.Tensor, batch_size: int, instances: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -155,7 +172,7 @@ def augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.
         padded = F.pad(x, (padding,) * 4)
         dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).tolist()
         dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).tolist()
-        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)]).contiguous(memory_format=torch.channels_last)
     return x
 
 
@@ -171,7 +188,8 @@ class ReidAttacker:
         torch.manual_seed(seed)  # the initial weights depend on the seed only, not on earlier work
         if config.loss not in ("softmax", "triplet"):
             raise UserError(f"attacker.loss={config.loss!r}: use softmax or triplet (softmax + hard-mining triplet)")
-        self.model = build_model(config.model, num_classes, loss=config.loss).to(self.device)
+        # channels-last roughly doubles OSNet's CPU training throughput at batch 64
+        self.model = build_model(config.model, num_classes, loss=config.loss).to(self.device, memory_format=torch.channels_last)
 
     def load_weights(self, path: str | Path) -> "ReidAttacker":
         apply_state(self.model, load_checkpoint_state(path), str(path))
@@ -188,11 +206,12 @@ class ReidAttacker:
         scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=cfg.epochs)
         criterion = losses.CrossEntropyLoss(num_classes=self.num_classes, use_gpu=self.device.type == "cuda", label_smooth=cfg.label_smooth)
         triplet = losses.TripletLoss(margin=cfg.triplet_margin) if cfg.loss == "triplet" else None
+        images = resize(images, cfg.height, cfg.width)  # once, not every epoch
         approx_steps = max(1, images.shape[0] // cfg.batch_size)
         progress = tqdm(total=cfg.epochs * approx_steps, desc=description, unit="batch", leave=False)
         for _epoch in range(cfg.epochs):
             for idx in self._epoch_batches(pids, generator):
-                x = preprocess(images[idx].to(self.device), cfg.height, cfg.width)
+                x = normalize(images[idx].to(self.device))
                 x = augment(x, cfg.random_crop_padding, generator)
                 y = pids[idx].to(self.device)
                 if triplet is None:
