@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
 from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain
-from evalsuite.errors import UserError
+from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import PROTOCOLS
 from evalsuite.report import markdown_table
 from evalsuite.store import ResultsStore, atomic_write_text
@@ -67,8 +67,18 @@ def result_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def resolve_device(name: str) -> str:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} requested but CUDA is not available on this machine; use device=cpu")
+    """Check that ``device`` names a torch device this machine has."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a torch device; use device=cpu or device=cuda[:N]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device={name} requested but CUDA is not available on this machine; use device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s); use device=cuda:0")
+    elif device.type != "cpu":
+        raise UserError(f"device={name} is not supported; use device=cpu or device=cuda[:N]")
     return name
 
 
@@ -95,6 +105,10 @@ def run(cfg: DictConfig) -> RunOutcome:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")
 
     protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg)))
+    table_metrics = [str(m) for m in cfg.table.metrics] if "table" in cfg else list(protocol.table_metrics)
+    for metric in table_metrics:
+        if metric not in protocol.metrics:
+            raise UserError(f"table.metrics names {metric!r}, which {cfg.protocol} does not report: {did_you_mean(metric, protocol.metrics)}")
     protocol.prepare()  # every input error surfaces here, before OUT is touched
 
     out = out_dir_for(cfg)
@@ -144,7 +158,7 @@ def run(cfg: DictConfig) -> RunOutcome:
         rows,
         anonymizers=labels,
         attacks=[a.name for a in attacks],
-        metrics=list(cfg.table.metrics) if "table" in cfg else list(protocol.table_metrics),
+        metrics=table_metrics,
         higher_is_more_identifiable=protocol.metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
     )

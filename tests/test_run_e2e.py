@@ -121,6 +121,8 @@ def test_checkpoint_weights_are_loaded_not_trained(first_run, cache, tmp_path, c
         ([*TINY, "attacker.epoch=2"], ["'attacker.epochs'"]),
         ([*TINY, "region.name=torso"], ["torso", "body"]),
         ([*TINY, "anonymizers=[{name:blur,sigma:-1}]"], ["sigma"]),
+        ([*TINY, "table.metrics=[rank1,map]"], ["'map'", "'mAP'"]),
+        ([*TINY, "device=cuda:7"] if not __import__("torch").cuda.is_available() else [*TINY, "device=nonsense"], ["device="]),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(args, fragments, cache, tmp_path, capsys):
