@@ -8,20 +8,18 @@ to disk. Features are the model's eval-mode embedding; distances are torchreid's
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from evalsuite.errors import UserError
+from evalsuite.store import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -254,15 +252,8 @@ class ReidAttacker:
 
     def save(self, path: Path) -> None:
         """Save the state dict atomically (loadable with ``weights_only=True``)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(self.model.state_dict(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def load_cached(self, path: Path) -> "ReidAttacker":
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -6,11 +6,11 @@ entry. Entries are written through a temporary file and ``os.replace``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from evalsuite.store import atomic_path
 
 
 class Cache:
@@ -34,13 +34,6 @@ class Cache:
 
     def save_array(self, kind: str, key: str, array: np.ndarray) -> Path:
         path = self.path(kind, key, ".npy")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
         return path
