@@ -23,8 +23,10 @@ class Protocol:
     """Subclasses set the class attributes and implement prepare / evaluate."""
 
     version: ClassVar[str] = "1"
-    #: metric name -> True when a higher value means more re-identification (worse privacy)
-    metrics: ClassVar[dict[str, bool]] = {}
+    #: names of the registered metrics (``evalsuite.metrics.spec``) each cell reports
+    metrics: ClassVar[tuple[str, ...]] = ()
+    #: attack names this protocol can evaluate (``none`` for protocols without an attacker)
+    supported_attacks: ClassVar[tuple[str, ...]] = ("naive", "adaptive", "parrot")
     #: metrics shown in the printed table by default
     table_metrics: ClassVar[tuple[str, ...]] = ()
 

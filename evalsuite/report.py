@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 from typing import Any, Sequence
 
-METRIC_LABELS = {"rank1": "R1", "rank5": "R5", "rank10": "R10", "mAP": "mAP", "mAP_official": "mAP (official)", "mINP": "mINP"}
+from evalsuite.metrics.spec import MetricSpec, metric_spec
 
 
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float | None]:
@@ -37,7 +37,6 @@ def markdown_table(
     anonymizers: Sequence[str],
     attacks: Sequence[str],
     metrics: Sequence[str],
-    higher_is_more_identifiable: dict[str, bool],
     title: str | None = None,
 ) -> str:
     """A Markdown table: one row per anonymizer, one column per (attack, metric)."""
@@ -45,8 +44,9 @@ def markdown_table(
     header = ["Anonymizer"]
     for attack in attacks:
         for metric in metrics:
-            arrow = "↓" if higher_is_more_identifiable.get(metric, True) else "↑"
-            header.append(f"{attack} {METRIC_LABELS.get(metric, metric)} {arrow}")
+            spec = metric_spec(metric)
+            label, arrow = (spec.display_name, spec.arrow) if spec else (metric, "")
+            header.append(f"{attack} {label} {arrow}".rstrip())
     lines = []
     if title:
         lines += [f"**{title}**", ""]
@@ -56,16 +56,19 @@ def markdown_table(
         cells = [anonymizer]
         for attack in attacks:
             for metric in metrics:
-                cells.append(_format(stats.get((anonymizer, attack, metric))))
+                cells.append(_format(stats.get((anonymizer, attack, metric)), metric_spec(metric)))
         lines.append("| " + " | ".join(cells) + " |")
     seeds = sorted({row["seed"] for row in rows})
-    lines += ["", f"Values in %, mean over seeds {seeds}" + (" ± standard error" if len(seeds) > 1 else "") + "; ↓ = lower is better for privacy."]
+    lines += ["", f"Rates in %, mean over seeds {seeds}" + (" ± standard error" if len(seeds) > 1 else "") + "; ↓ / ↑ = lower / higher is better for the anonymizer."]
     return "\n".join(lines) + "\n"
 
 
-def _format(stat: tuple[float, float | None, int] | None) -> str:
+def _format(stat: tuple[float, float | None, int] | None, spec: MetricSpec | None) -> str:
     if stat is None:
         return "–"
     mean, sem, _ = stat
-    text = f"{100 * mean:.1f}"
-    return text + (f" ± {100 * sem:.1f}" if sem is not None else "")
+    if not math.isfinite(mean):
+        return "nan" if math.isnan(mean) else ("∞" if mean > 0 else "-∞")
+    scale, decimals = (100.0, 1) if spec is None or spec.unit == "rate" else (1.0, spec.decimals)
+    text = f"{scale * mean:.{decimals}f}"
+    return text + (f" ± {scale * sem:.{decimals}f}" if sem is not None else "")

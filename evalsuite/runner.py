@@ -109,6 +109,9 @@ def run(cfg: DictConfig) -> RunOutcome:
     for metric in table_metrics:
         if metric not in protocol.metrics:
             raise UserError(f"table.metrics names {metric!r}, which {cfg.protocol} does not report: {did_you_mean(metric, protocol.metrics)}")
+    for attack in attacks:
+        if attack.name not in protocol.supported_attacks:
+            raise UserError(f"attacks names {attack.name!r}, which {cfg.protocol} does not support; use attacks=[{','.join(protocol.supported_attacks)}]")
     protocol.prepare()  # every input error surfaces here, before OUT is touched
 
     out = out_dir_for(cfg)
@@ -159,7 +162,6 @@ def run(cfg: DictConfig) -> RunOutcome:
         anonymizers=labels,
         attacks=[a.name for a in attacks],
         metrics=table_metrics,
-        higher_is_more_identifiable=protocol.metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
     )
     atomic_write_text(out / "table.md", table)

@@ -48,7 +48,7 @@ def load_images(samples: list[Sample], description: str) -> torch.Tensor:
 @PROTOCOLS.register("market1501-reid", description="person re-id on Market-1501 with OSNet under naive / adaptive / parrot attackers (DeepPrivacy2 Table 1)")
 class Market1501Reid(Protocol):
     version = "1"
-    metrics = {name: True for name in REID_METRICS}
+    metrics = REID_METRICS
     table_metrics = ("rank1", "mAP")
 
     @classmethod

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from evalsuite.metrics import REID_METRICS, ReidScores, evaluate_reid, pairwise_distance
+from evalsuite.metrics import REID_METRICS, MetricSpec, ReidScores, evaluate_reid, metric_spec, pairwise_distance, register_metric
 from evalsuite.registry import METRICS
 
 with warnings.catch_warnings():
@@ -327,12 +327,23 @@ def test_distance_then_evaluation_matches_torchreid_pipeline():
 # ---------------------------------------------------------------- registry
 
 
-def test_registered_metrics():
+def test_registered_metric_specs():
     rng = np.random.default_rng(13)
     ids = make_ids(rng, 20, 100, num_ids=8, num_cams=3)
     scores = evaluate_reid(rng.random((20, 100)), *ids)
     for name in REID_METRICS:
         entry = METRICS.get(name)
         assert entry.description and "\n" not in entry.description
-        assert entry.build(scores=scores) == scores.as_dict()[name]
-        assert entry.factory(scores) == getattr(scores, name)
+        spec = metric_spec(name)
+        assert spec is not None and spec.name == name
+        # re-identification: lower is better for the anonymizer, shown as a rate
+        assert spec.category == "privacy" and not spec.higher_is_better and spec.arrow == "↓"
+        assert spec.unit == "rate" and 0.0 <= scores.as_dict()[name] <= 1.0
+    assert metric_spec("no-such-metric") is None
+
+
+def test_register_metric_refuses_a_conflicting_spec():
+    spec = metric_spec("rank1")
+    assert register_metric(spec) is spec  # idempotent
+    with pytest.raises(ValueError, match="registered twice"):
+        register_metric(MetricSpec("rank1", "other", higher_is_better=True, category="quality"))

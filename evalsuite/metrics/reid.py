@@ -19,13 +19,13 @@ The evaluation is vectorised over chunks of query rows, so memory stays bounded
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evalsuite.registry import METRICS
+from evalsuite.metrics.spec import MetricSpec, register_metric
 
 __all__ = ["REID_METRICS", "ReidScores", "evaluate_reid", "pairwise_distance"]
 
@@ -238,23 +238,15 @@ def pairwise_distance(
     return out
 
 
-def _extractor(name: str, description: str) -> Callable[..., float]:
-    def extract(scores: ReidScores) -> float:
-        return float(getattr(scores, name))
-
-    extract.__name__ = extract.__qualname__ = name
-    extract.__doc__ = f"{description} (read from a ReidScores)."
-    return extract
-
-
 _DESCRIPTIONS = {
-    "rank1": "Re-id rank-1 (CMC@1): share of queries whose closest valid gallery image has their identity",
-    "rank5": "Re-id rank-5 (CMC@5): share of queries with a correct match among the 5 closest gallery images",
-    "rank10": "Re-id rank-10 (CMC@10): share of queries with a correct match among the 10 closest gallery images",
-    "mAP": "Re-id mean average precision, non-interpolated (torchreid convention)",
-    "mAP_official": "Re-id mean average precision, trapezoidal (official Market-1501 evaluation code)",
-    "mINP": "Re-id mean inverse negative penalty (Ye et al.): matches / rank of the hardest match",
+    "rank1": ("R1", "Re-id rank-1 (CMC@1): share of queries whose closest valid gallery image has their identity"),
+    "rank5": ("R5", "Re-id rank-5 (CMC@5): share of queries with a correct match among the 5 closest gallery images"),
+    "rank10": ("R10", "Re-id rank-10 (CMC@10): share of queries with a correct match among the 10 closest gallery images"),
+    "mAP": ("mAP", "Re-id mean average precision, non-interpolated (torchreid convention)"),
+    "mAP_official": ("mAP (official)", "Re-id mean average precision, trapezoidal (official Market-1501 evaluation code)"),
+    "mINP": ("mINP", "Re-id mean inverse negative penalty (Ye et al.): matches / rank of the hardest match"),
 }
 
 for _name in REID_METRICS:
-    METRICS.add(_name, _extractor(_name, _DESCRIPTIONS[_name]), description=_DESCRIPTIONS[_name])
+    _label, _description = _DESCRIPTIONS[_name]
+    register_metric(MetricSpec(_name, _description, higher_is_better=False, category="privacy", unit="rate", label=_label))
