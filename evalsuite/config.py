@@ -98,7 +98,8 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     dataset_name = values.get("dataset", cfg.dataset.name)
     if isinstance(dataset_name, dict):
         dataset_name = dataset_name.get("name", cfg.dataset.name)
-    cfg.dataset = dataset_defaults(str(dataset_name))
+    dataset_name = getattr(protocol_cls, "dataset_aliases", {}).get(str(dataset_name), str(dataset_name))
+    cfg.dataset = dataset_defaults(dataset_name)
     OmegaConf.set_struct(cfg, True)
 
     for key, value in parsed:

@@ -27,6 +27,9 @@ class Protocol:
     metrics: ClassVar[tuple[str, ...]] = ()
     #: attack names this protocol can evaluate (``none`` for protocols without an attacker)
     supported_attacks: ClassVar[tuple[str, ...]] = ("naive", "adaptive", "parrot")
+    #: dataset names this protocol reads as another registered dataset, e.g. a face protocol
+    #: maps ``synthetic`` to ``synthetic-faces`` so that ``dataset=synthetic`` works everywhere
+    dataset_aliases: ClassVar[dict[str, str]] = {}
     #: metrics shown in the printed table by default
     table_metrics: ClassVar[tuple[str, ...]] = ()
 
