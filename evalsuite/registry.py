@@ -10,7 +10,7 @@ Presets bind fixed parameters to a registered factory under another name::
     ANONYMIZERS.register_preset("pixelate8", "pixelate", grid=8, description=...)
 
 Outside packages add components through entry points in the group ``evalsuite.<kind>``
-(``evalsuite.anonymizers``, ``evalsuite.attacks``, ``evalsuite.protocols``,
+(``evalsuite.anonymizers``, ``evalsuite.attacks``, ``evalsuite.recognizers``, ``evalsuite.protocols``,
 ``evalsuite.datasets``, ``evalsuite.metrics``). An entry point may name a module (imported
 for its registration side effects) or a callable (registered under the entry point's name).
 """
@@ -119,8 +119,9 @@ ATTACKS = Registry("attacks")
 PROTOCOLS = Registry("protocols")
 DATASETS = Registry("datasets")
 METRICS = Registry("metrics")
+RECOGNIZERS = Registry("recognizers")
 
-ALL: dict[str, Registry] = {r.kind: r for r in (ANONYMIZERS, ATTACKS, PROTOCOLS, DATASETS, METRICS)}
+ALL: dict[str, Registry] = {r.kind: r for r in (ANONYMIZERS, ATTACKS, RECOGNIZERS, PROTOCOLS, DATASETS, METRICS)}
 
 _BUILTIN_MODULES = ("anonymizers", "attacks", "protocols", "evalsuite.data", "evalsuite.metrics")
 _loaded = False
