@@ -1,2 +1,3 @@
 """Threat models and attackers (registered in ``evalsuite.registry.ATTACKS``)."""
 from attacks import face_recognizer, threat_models  # noqa: F401  (registration)
+from attacks import face_arcface, face_dlib  # noqa: F401  (dlib / ArcFace recognizers)

@@ -1,4 +1,4 @@
-"""Command line: ``evalsuite run|list|synth [key=value ...]``."""
+"""Command line: ``evalsuite run|list|synth [key=value ...]``, ``report``, ``baseline`` and ``check``."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,9 @@ USAGE_EXAMPLES = """examples:
   evalsuite run dataset=synthetic anonymizers=[blur,{name:pixelate,block_size:5}] seeds=[0,1,2] attacker.epochs=5
   evalsuite list anonymizers
   evalsuite synth out=/tmp/synthetic-market seed=1 num_train_ids=100
+  evalsuite report results/market1501-reid-synthetic --format html --out reports/report.html
+  evalsuite baseline results/my-run --out results/baselines/my-run.json
+  evalsuite check results/my-run --baseline results/baselines/my-run.json --tolerance 0.02
 """
 
 
@@ -78,6 +81,66 @@ def cmd_synth(overrides: Sequence[str]) -> int:
     return 0
 
 
+def _names(values: Sequence[str] | None) -> list[str]:
+    """``--order a,b --order c`` -> [a, b, c]."""
+    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.registry import load_all
+    from evalsuite.reporting import ReportOptions, generate_report
+
+    load_all()
+    metrics = _names(args.metrics)
+    if args.grid_samples < 0:
+        raise UserError(f"--grid-samples {args.grid_samples}: give a number of images >= 0 (0 = no image grid)")
+    options = ReportOptions(
+        format=args.format, out=Path(args.out) if args.out else None, order=_names(args.order),
+        metrics="all" if metrics == ["all"] else (metrics or None), attacks=_names(args.attacks) or None,
+        delta=args.delta, group_by=args.group_by, standalone=args.standalone,
+        plots_dir=Path(args.plots) if args.plots else None, grid_samples=args.grid_samples,
+        frontier_x=args.frontier_x, frontier_y=args.frontier_y, title=args.title,
+    )
+    text = generate_report(args.results, options)
+    if options.out is None:
+        print(text, end="")
+    else:
+        print(f"wrote {options.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evalsuite.registry import load_all
+    from evalsuite.reporting.baseline import write_baseline
+    from evalsuite.reporting.results import load_results
+
+    load_all()
+    document = write_baseline(load_results(args.results), Path(args.out))
+    cells = sum(len(g["cells"]) for g in document["groups"])
+    described = "; ".join(f"{g['protocol']} v{g['protocol_version']} on {g['dataset']} (config {g['config_hash']}, seeds {g['seeds']})" for g in document["groups"])
+    print(f"wrote baseline {args.out}: {cells} cells of {described}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from evalsuite.registry import load_all
+    from evalsuite.reporting.baseline import load_baseline
+    from evalsuite.reporting.check import Tolerances, compare, format_result
+    from evalsuite.reporting.results import load_results
+
+    load_all()
+    tolerances = Tolerances.parse(args.tolerance or [])
+    baseline = load_baseline(args.baseline)
+    result = compare(load_results(args.results), baseline, tolerances, z=args.z, ignore_config=args.ignore_config_hash)
+    print(f"evalsuite check against {baseline.path}")
+    print(format_result(result, show_all=args.all), end="")
+    return 0 if result.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalsuite", description="Privacy evaluation and attack benchmarking for image anonymizers.", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -88,6 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kinds", nargs="*", help="only these kinds")
     p_synth = sub.add_parser("synth", help="write a synthetic Market-1501-layout dataset")
     p_synth.add_argument("overrides", nargs="*", help="out=DIR and generator settings, e.g. seed=1 num_train_ids=100")
+
+    p_report = sub.add_parser("report", help="paper-style tables (md, latex, csv, html with plots and image grids) from run results")
+    p_report.add_argument("results", nargs="+", help="run folders or results.jsonl files (several runs merge)")
+    p_report.add_argument("--format", choices=("md", "latex", "csv", "html"), help="output format (default: from --out's suffix, else md)")
+    p_report.add_argument("--out", help="output file (default: standard output)")
+    p_report.add_argument("--order", action="append", help="anonymizer row order, comma-separated (the original always comes first)")
+    p_report.add_argument("--metrics", action="append", help="metrics to show, comma-separated, or 'all' (default: the run's table.metrics; csv: all)")
+    p_report.add_argument("--attacks", action="append", help="attacks to show, comma-separated (default: all)")
+    p_report.add_argument("--delta", action="store_true", help="show the difference to the original row in parentheses")
+    p_report.add_argument("--group-by", choices=("attack", "metric"), default="attack", help="top-level column group (default: attack)")
+    p_report.add_argument("--standalone", action="store_true", help="latex: a complete document instead of a table to \\input")
+    p_report.add_argument("--plots", metavar="DIR", help="also write the plots and image grids as PNG files into DIR")
+    p_report.add_argument("--grid-samples", type=int, default=4, help="images per image grid (0: no grid; default 4)")
+    p_report.add_argument("--frontier-x", metavar="METRIC[@ATTACK]", help="privacy axis of the frontier (default: first privacy metric, adaptive attack preferred)")
+    p_report.add_argument("--frontier-y", metavar="METRIC[@ATTACK]", help="quality/utility axis of the frontier (default: first quality or utility metric)")
+    p_report.add_argument("--title", default="evalsuite report", help="html page title")
+
+    p_base = sub.add_parser("baseline", help="write a CI baseline (per-cell mean / sem / seeds and metric directions) from run results")
+    p_base.add_argument("results", nargs="+", help="run folders or results.jsonl files")
+    p_base.add_argument("--out", required=True, help="baseline JSON file to write")
+
+    p_check = sub.add_parser("check", help="CI gate: exit 1 when privacy or quality worsens beyond tolerance against a baseline")
+    p_check.add_argument("results", nargs="+", help="run folders or results.jsonl files")
+    p_check.add_argument("--baseline", required=True, help="baseline JSON written by `evalsuite baseline`")
+    p_check.add_argument("--tolerance", action="append", metavar="[METRIC=]VALUE",
+                         help="absolute tolerance in stored units (rates as fractions: 0.02 = 2 points); a bare number is the default, repeatable")
+    p_check.add_argument("--z", type=float, help="also require |z| > Z (z-test on mean ± standard error across seeds) before failing")
+    p_check.add_argument("--ignore-config-hash", action="store_true", help="compare even when the run's config differs from the baseline's")
+    p_check.add_argument("--all", action="store_true", help="print every compared cell, not only the changed ones")
     return parser
 
 
@@ -99,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args.overrides)
         if args.command == "list":
             return cmd_list(args.kinds)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "baseline":
+            return cmd_baseline(args)
+        if args.command == "check":
+            return cmd_check(args)
         return cmd_synth(args.overrides)
     except UserError as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)

@@ -1,2 +1,3 @@
 """Registered protocols (``evalsuite list protocols``)."""
 from protocols import market1501_reid  # noqa: F401  (registration)
+from protocols import image_quality  # noqa: F401  (registration)

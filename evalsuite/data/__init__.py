@@ -18,6 +18,7 @@ from evalsuite.data.synthetic import SyntheticConfig, config_hash, default_root,
 from evalsuite.data.types import ANNOTATION_KEYS, SIDECAR_NAME, ReidDataset, Sample
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import DATASETS
+from evalsuite.data import faces, synthetic_faces  # noqa: F401,E402  (face-folder, celeba, utkface, synthetic-faces)
 
 DEFAULT_MARKET_ROOT = "data/Market-1501-v15.09.15"
 

@@ -1,0 +1,10 @@
+"""Detectors and helpers of the downstream-detection protocols (Paper A / D / F).
+
+- :mod:`evalsuite.detection.trainable`: torchvision FCOS / RetinaNet / Faster R-CNN with a
+  small FPN backbone, built from scratch (or on user-supplied ImageNet backbone weights),
+  trained and run on :class:`~evalsuite.data.detection.DetectionSplit` images;
+- :mod:`evalsuite.detection.offline`: detectors that work without downloads on real images:
+  dlib's HOG and CNN face detectors, OpenCV's HOG people detector;
+- :mod:`evalsuite.detection.instances`: per-instance anonymization regions (person masks,
+  face boxes) and the per-instance application of an anonymizer.
+"""

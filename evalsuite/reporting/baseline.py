@@ -1,0 +1,170 @@
+"""CI baselines: per-cell mean / standard error / seeds of a finished run, as one JSON file.
+
+A baseline records, per (protocol, protocol_version, dataset, config_hash) group, the seeds,
+the anonymizers and their parameters, every metric's direction / category / unit, and each
+(anonymizer, attack, metric) cell's mean, standard error, number of seeds and per-seed values.
+``evalsuite check`` compares new results against it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from evalsuite.errors import UserError
+from evalsuite.metrics.spec import metric_spec
+from evalsuite.reporting.results import Group
+from evalsuite.store import atomic_write_text
+
+FORMAT = "evalsuite-baseline"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BaselineCell:
+    anonymizer: str
+    attack: str
+    metric: str
+    mean: float
+    sem: float | None
+    n: int
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BaselineGroup:
+    protocol: str
+    protocol_version: str
+    dataset: str
+    config_hash: str
+    seeds: list[int]
+    metrics: dict[str, dict[str, Any]]
+    cells: list[BaselineCell]
+    anonymizers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attacks: list[str] = field(default_factory=list)
+
+    def cell(self, anonymizer: str, attack: str, metric: str) -> BaselineCell | None:
+        for cell in self.cells:
+            if (cell.anonymizer, cell.attack, cell.metric) == (anonymizer, attack, metric):
+                return cell
+        return None
+
+    def direction(self, metric: str) -> bool | None:
+        """higher_is_better as recorded, else as registered now, else None (unknown)."""
+        recorded = self.metrics.get(metric, {}).get("higher_is_better")
+        if isinstance(recorded, bool):
+            return recorded
+        spec = metric_spec(metric)
+        return spec.higher_is_better if spec else None
+
+
+@dataclass
+class Baseline:
+    path: Path
+    groups: list[BaselineGroup]
+    created_at: str | None = None
+
+
+def metric_info(metric: str) -> dict[str, Any]:
+    spec = metric_spec(metric)
+    if spec is None:
+        return {"higher_is_better": None, "category": None, "unit": None, "label": metric}
+    return {"higher_is_better": spec.higher_is_better, "category": spec.category, "unit": spec.unit, "label": spec.display_name}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def baseline_dict(groups: Sequence[Group]) -> dict[str, Any]:
+    """The JSON document of a baseline; UserError when a cell is incomplete."""
+    out_groups = []
+    for group in groups:
+        cells = []
+        for (anonymizer, attack, metric), stats in group.cells.items():
+            if not stats.values:
+                continue  # not run
+            agg = stats.mean_sem()
+            if agg is None:
+                missing = sorted(stats.expected_seeds - set(stats.values))
+                raise UserError(
+                    f"{group.key.describe()}: cell {anonymizer} / {attack} / {metric} lacks seed(s) {missing}; "
+                    "finish the run (run the same command again) before writing a baseline"
+                )
+            cells.append({"anonymizer": anonymizer, "attack": attack, "metric": metric, "mean": agg[0], "sem": agg[1],
+                          "n": stats.n, "values": {str(s): stats.values[s] for s in sorted(stats.values)}})
+        key = group.key
+        out_groups.append({
+            "protocol": key.protocol, "protocol_version": key.protocol_version, "dataset": key.dataset,
+            "config_hash": key.config_hash, "seeds": sorted(group.seeds), "attacks": list(group.attacks),
+            "anonymizers": {label: {"name": info.name, "params": info.params} for label, info in group.anonymizers.items()},
+            "metrics": {m: metric_info(m) for m in group.metrics},
+            "sources": [str(s.path) for s in group.sources],
+            "cells": cells,
+        })
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "groups": out_groups}
+
+
+def write_baseline(groups: Sequence[Group], out: Path) -> dict[str, Any]:
+    """Write the baseline of ``groups`` to ``out`` atomically; returns the document."""
+    document = baseline_dict(groups)
+    atomic_write_text(Path(out), json.dumps(document, indent=1, sort_keys=False, allow_nan=True) + "\n")
+    return document
+
+
+def _malformed(path: Path, what: str) -> UserError:
+    return UserError(f"baseline {path} is malformed: {what}; write a new one with `evalsuite baseline RESULTS --out {path}`")
+
+
+def load_baseline(path: Path | str) -> Baseline:
+    """Read and validate a baseline file (UserError naming the problem otherwise)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"baseline {path} does not exist; write one with `evalsuite baseline RESULTS --out {path}`")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _malformed(path, f"not JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _malformed(path, f"no \"format\": \"{FORMAT}\" field")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise _malformed(path, f"format_version {document.get('format_version')!r}, this evalsuite reads {FORMAT_VERSION}")
+    raw_groups = document.get("groups")
+    if not isinstance(raw_groups, list) or not raw_groups:
+        raise _malformed(path, "'groups' must be a non-empty list")
+    groups = []
+    for index, raw in enumerate(raw_groups):
+        where = f"groups[{index}]"
+        if not isinstance(raw, dict):
+            raise _malformed(path, f"{where} is not an object")
+        for name, kind in (("protocol", str), ("protocol_version", str), ("dataset", str), ("config_hash", str),
+                           ("seeds", list), ("metrics", dict), ("cells", list)):
+            if not isinstance(raw.get(name), kind):
+                raise _malformed(path, f"{where}.{name} is missing or not a {kind.__name__}")
+        cells = []
+        for c_index, cell in enumerate(raw["cells"]):
+            cwhere = f"{where}.cells[{c_index}]"
+            if not isinstance(cell, dict):
+                raise _malformed(path, f"{cwhere} is not an object")
+            for name in ("anonymizer", "attack", "metric"):
+                if not isinstance(cell.get(name), str):
+                    raise _malformed(path, f"{cwhere}.{name} is missing or not a string")
+            if not isinstance(cell.get("mean"), (int, float)) or isinstance(cell.get("mean"), bool):
+                raise _malformed(path, f"{cwhere}.mean is missing or not a number")
+            sem = cell.get("sem")
+            if sem is not None and (not isinstance(sem, (int, float)) or isinstance(sem, bool)):
+                raise _malformed(path, f"{cwhere}.sem is not a number or null")
+            if cell["metric"] not in raw["metrics"]:
+                raise _malformed(path, f"{cwhere}.metric {cell['metric']!r} is not listed in {where}.metrics")
+            cells.append(BaselineCell(cell["anonymizer"], cell["attack"], cell["metric"], float(cell["mean"]),
+                                      None if sem is None else float(sem), int(cell.get("n") or 1), dict(cell.get("values") or {})))
+        groups.append(BaselineGroup(
+            protocol=raw["protocol"], protocol_version=raw["protocol_version"], dataset=raw["dataset"],
+            config_hash=raw["config_hash"], seeds=[int(s) for s in raw["seeds"]], metrics=raw["metrics"], cells=cells,
+            anonymizers=dict(raw.get("anonymizers") or {}), attacks=list(raw.get("attacks") or []),
+        ))
+    return Baseline(path=path, groups=groups, created_at=document.get("created_at"))

@@ -1,0 +1,244 @@
+"""The CI gate: compare results against a baseline, cell by cell, respecting metric directions.
+
+A cell (protocol, protocol_version, dataset, anonymizer, attack, metric) *worsens* when it
+moves in the direction that is worse for the anonymizer: a privacy metric such as rank-1
+rises, a quality or utility metric falls. The gate fails (exit 1) when a cell worsens by more
+than its absolute tolerance and, with ``--z``, the change is also significant
+(|z| > Z, z = delta / sqrt(sem_baseline² + sem_current²), as lm-evaluation-harness compares
+runs; cells without a standard error on both sides fall back to the tolerance alone). A
+baseline cell missing from the results, or present only for some seeds, fails too. A metric
+without a known direction fails when it changes by more than the tolerance either way.
+Mismatched inputs (another protocol version, dataset, config or metric set) are a UserError.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from evalsuite.errors import UserError, did_you_mean
+from evalsuite.metrics.spec import metric_spec
+from evalsuite.reporting.baseline import Baseline, BaselineGroup
+from evalsuite.reporting.results import Group
+from evalsuite.reporting.table import format_delta, format_number
+
+FAILING = ("worse", "changed", "missing", "incomplete")
+EPS = 1e-12
+
+
+@dataclass
+class Tolerances:
+    """Absolute tolerances in the metric's stored units (rates as fractions: 0.02 = 2 points)."""
+
+    default: float = 0.0
+    per_metric: dict[str, float] = field(default_factory=dict)
+
+    def for_metric(self, metric: str) -> float:
+        return self.per_metric.get(metric, self.default)
+
+    @classmethod
+    def parse(cls, items: Sequence[str]) -> "Tolerances":
+        """``["0.01", "rank1=0.02"]``: a bare number is the default, ``metric=value`` one metric's."""
+        tolerances = cls()
+        for item in items:
+            name, sep, value = item.rpartition("=")
+            try:
+                number = float(value)
+            except ValueError:
+                raise UserError(f"--tolerance {item!r}: write a number (default for every metric) or METRIC=NUMBER, e.g. --tolerance rank1=0.02") from None
+            if not math.isfinite(number) or number < 0:
+                raise UserError(f"--tolerance {item!r}: a tolerance must be a finite number >= 0")
+            if sep:
+                tolerances.per_metric[name] = number
+            else:
+                tolerances.default = number
+        return tolerances
+
+
+@dataclass
+class Comparison:
+    """One compared cell."""
+
+    protocol: str
+    dataset: str
+    anonymizer: str
+    attack: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    baseline_sem: float | None = None
+    current_sem: float | None = None
+    tolerance: float = 0.0
+    z: float | None = None
+    status: str = "ok"  # ok | improved | worse | changed | missing | incomplete | new
+
+    @property
+    def delta(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return self.current - self.baseline
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+
+@dataclass
+class CheckResult:
+    comparisons: list[Comparison]
+    z_threshold: float | None
+
+    @property
+    def failures(self) -> list[Comparison]:
+        return [c for c in self.comparisons if c.failed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _match_group(group: Group, baseline: Baseline, ignore_config: bool) -> BaselineGroup:
+    key = group.key
+    same = [b for b in baseline.groups if b.protocol == key.protocol and b.dataset == key.dataset]
+    if not same:
+        datasets = sorted({b.dataset for b in baseline.groups if b.protocol == key.protocol})
+        if datasets:
+            raise UserError(f"baseline {baseline.path} covers {key.protocol} on {', '.join(datasets)}, but the results are on {key.dataset}; "
+                            "compare runs on the same dataset or write a baseline for this one")
+        raise UserError(f"baseline {baseline.path} has no {key.protocol} results (it covers {', '.join(sorted({b.protocol for b in baseline.groups}))}); "
+                        "pass the baseline of this protocol")
+    versions = [b for b in same if b.protocol_version == key.protocol_version]
+    if not versions:
+        raise UserError(f"baseline {baseline.path} is for {key.protocol} protocol version {same[0].protocol_version}, but the results are version "
+                        f"{key.protocol_version}; numbers of different protocol versions are not comparable: regenerate the baseline with `evalsuite baseline`")
+    configs = [b for b in versions if b.config_hash == key.config_hash]
+    if not configs:
+        if not ignore_config:
+            raise UserError(f"baseline {baseline.path} was made with config {versions[0].config_hash}, but the results have config {key.config_hash} "
+                            f"({key.protocol} on {key.dataset}); rerun with the baseline's command (see its sources) or pass --ignore-config-hash")
+        configs = versions
+    match = configs[0]
+    if set(match.metrics) != set(group.metrics):
+        only_base = sorted(set(match.metrics) - set(group.metrics))
+        only_res = sorted(set(group.metrics) - set(match.metrics))
+        raise UserError(f"baseline {baseline.path} and the results report different metrics for {key.protocol} on {key.dataset} "
+                        f"(only in the baseline: {only_base or 'none'}; only in the results: {only_res or 'none'}); regenerate the baseline")
+    return match
+
+
+def _zscore(delta: float, sem_a: float | None, sem_b: float | None) -> float | None:
+    if sem_a is None or sem_b is None:
+        return None
+    spread = math.sqrt(sem_a**2 + sem_b**2)
+    if spread == 0:
+        return 0.0 if delta == 0 else math.copysign(math.inf, delta)
+    return delta / spread
+
+
+def compare(groups: Sequence[Group], baseline: Baseline, tolerances: Tolerances | None = None,
+            z: float | None = None, ignore_config: bool = False) -> CheckResult:
+    """Compare every baseline cell with the results (see the module docstring)."""
+    tolerances = tolerances or Tolerances()
+    if z is not None and (not math.isfinite(z) or z <= 0):
+        raise UserError(f"--z {z}: the z threshold must be a positive number, e.g. --z 2")
+    all_metrics = {m for g in groups for m in g.metrics} | {m for b in baseline.groups for m in b.metrics}
+    for metric in tolerances.per_metric:
+        if metric not in all_metrics:
+            raise UserError(f"--tolerance names metric {metric!r}, which neither the results nor the baseline report: {did_you_mean(metric, all_metrics)}")
+    matched: list[tuple[Group, BaselineGroup]] = [(g, _match_group(g, baseline, ignore_config)) for g in groups]
+    covered = {id(b) for _, b in matched}
+    for b in baseline.groups:
+        if id(b) not in covered:
+            raise UserError(f"baseline {baseline.path} covers {b.protocol} v{b.protocol_version} on {b.dataset}, which the results do not hold; "
+                            "pass those results too, or a baseline of only the protocols you ran")
+    comparisons = []
+    for group, base in matched:
+        for cell in base.cells:
+            comparisons.append(_compare_cell(group, base, cell, tolerances, z))
+        known = {(c.anonymizer, c.attack, c.metric) for c in base.cells}
+        for (anonymizer, attack, metric), stats in group.cells.items():
+            if (anonymizer, attack, metric) in known or not stats.values:
+                continue
+            agg = stats.mean_sem()
+            comparisons.append(Comparison(group.key.protocol, group.key.dataset, anonymizer, attack, metric, None,
+                                          agg[0] if agg else None, None, agg[1] if agg else None, status="new"))
+    return CheckResult(comparisons=comparisons, z_threshold=z)
+
+
+def _compare_cell(group: Group, base: BaselineGroup, cell, tolerances: Tolerances, z: float | None) -> Comparison:
+    tolerance = tolerances.for_metric(cell.metric)
+    comp = Comparison(group.key.protocol, group.key.dataset, cell.anonymizer, cell.attack, cell.metric,
+                      cell.mean, None, cell.sem, None, tolerance)
+    stats = group.cell(cell.anonymizer, cell.attack, cell.metric)
+    if stats is None or not stats.values:
+        comp.status = "missing"
+        return comp
+    agg = stats.mean_sem()
+    if agg is None:
+        comp.status = "incomplete"
+        return comp
+    comp.current, comp.current_sem = agg
+    if math.isnan(comp.current) or math.isnan(cell.mean):
+        comp.status = "ok" if math.isnan(comp.current) and math.isnan(cell.mean) else "changed"
+        return comp
+    delta = comp.current - cell.mean
+    comp.z = _zscore(delta, cell.sem, comp.current_sem)
+    significant = z is None or comp.z is None or abs(comp.z) > z
+    higher = base.direction(cell.metric)
+    if higher is None:
+        comp.status = "changed" if abs(delta) > tolerance + EPS and significant else "ok"
+        return comp
+    worsening = -delta if higher else delta
+    if worsening > tolerance + EPS and significant:
+        comp.status = "worse"
+    elif -worsening > tolerance + EPS and significant:
+        comp.status = "improved"
+    return comp
+
+
+# ------------------------------------------------------------------ printing
+
+def _label(metric: str) -> str:
+    spec = metric_spec(metric)
+    return f"{spec.display_name} {spec.arrow}" if spec else metric
+
+
+def format_result(result: CheckResult, show_all: bool = False) -> str:
+    """A readable table of the cells that changed (or of all cells), then a verdict line."""
+    rows = [c for c in result.comparisons if show_all or c.status != "ok"]
+    header = ["protocol", "dataset", "anonymizer", "attack", "metric", "baseline", "current", "delta", "tolerance"]
+    if result.z_threshold is not None:
+        header.append("z")
+    header.append("status")
+    table = [header]
+    for c in rows:
+        spec = metric_spec(c.metric)
+        line = [c.protocol, c.dataset, c.anonymizer, c.attack, _label(c.metric),
+                _num(c.baseline, c.baseline_sem, spec), _num(c.current, c.current_sem, spec),
+                format_delta(c.delta, spec) if c.delta is not None else "", format_number(c.tolerance, spec)]
+        if result.z_threshold is not None:
+            line.append("" if c.z is None else f"{c.z:+.2f}")
+        line.append(c.status.upper() if c.failed else c.status)
+        table.append(line)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = []
+    if len(table) > 1:
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    failures = result.failures
+    counted = [c for c in result.comparisons if c.status != "new"]
+    units = "rates in %" + (f"; z threshold {result.z_threshold}" if result.z_threshold is not None else "")
+    if failures:
+        verdict = f"FAIL: {len(failures)} of {len(counted)} baseline cells worse beyond tolerance, missing or incomplete ({units})"
+    else:
+        improved = sum(c.status == "improved" for c in counted)
+        verdict = f"PASS: {len(counted)} baseline cells within tolerance" + (f", {improved} improved" if improved else "") + f" ({units})"
+    if not rows:
+        lines.append("no cell changed beyond tolerance")
+    return "\n".join(lines + ["", verdict]) + "\n"
+
+
+def _num(value: float | None, sem: float | None, spec) -> str:
+    if value is None:
+        return "–"
+    return format_number(value, spec) + (f" ± {format_number(sem, spec)}" if sem else "")

@@ -1,0 +1,248 @@
+"""Reading results for reports and the CI gate: run folders or results.jsonl files, merged.
+
+Rows from several runs merge; a cell stored twice (same ``cell_key``) counts once. Rows are
+grouped by (protocol, protocol_version, dataset, config_hash): rows of different groups are
+never averaged together. A cell (group, anonymizer, attack, metric) is *complete* when it has
+a value for every seed that its run evaluated in that group; an incomplete cell has no mean.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from evalsuite.errors import UserError
+from evalsuite.store import RESULTS_NAME, read_rows
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("protocol", "protocol_version", "dataset", "anonymizer", "attack", "seed", "metrics")
+#: anonymizer registry names / labels that mean "the original images"
+IDENTITY_NAMES = ("none", "original", "identity")
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    """Rows that may be aggregated together: same protocol, version, dataset and config."""
+
+    protocol: str
+    protocol_version: str
+    dataset: str
+    config_hash: str
+
+    def describe(self) -> str:
+        return f"{self.protocol} v{self.protocol_version} on {self.dataset} (config {self.config_hash})"
+
+
+@dataclass
+class RunSource:
+    """One RESULTS argument: its results file, its rows and its config.yaml text (if any)."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    config_text: str | None = None
+
+
+def mean_and_sem(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (None for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+@dataclass
+class CellStats:
+    """The values of one (group, anonymizer, attack, metric) cell, one per seed."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    expected_seeds: set[int] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.values) and self.expected_seeds <= set(self.values)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.values)
+
+    def mean_sem(self) -> tuple[float, float | None] | None:
+        """(mean, sem) over seeds; None when the cell is incomplete."""
+        if not self.complete:
+            return None
+        return mean_and_sem([self.values[s] for s in sorted(self.values)])
+
+
+@dataclass
+class AnonymizerInfo:
+    """What the rows say about one anonymizer label."""
+
+    label: str
+    name: str
+    params: dict[str, Any]
+
+    @property
+    def is_identity(self) -> bool:
+        return is_identity_anonymizer(self.name, self.label)
+
+
+@dataclass
+class Group:
+    """Aggregated cells of one GroupKey."""
+
+    key: GroupKey
+    cells: dict[tuple[str, str, str], CellStats] = field(default_factory=dict)
+    anonymizers: dict[str, AnonymizerInfo] = field(default_factory=dict)  # in first-seen order
+    attacks: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    seeds: set[int] = field(default_factory=set)
+    sources: list[RunSource] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def cell(self, anonymizer: str, attack: str, metric: str) -> CellStats | None:
+        return self.cells.get((anonymizer, attack, metric))
+
+
+def is_identity_anonymizer(name: str, label: str | None = None) -> bool:
+    """True for the anonymizer that returns the original images (registry ``is_identity``)."""
+    try:
+        from evalsuite.registry import ANONYMIZERS
+
+        if name in ANONYMIZERS:
+            return bool(getattr(ANONYMIZERS.get(name).factory, "is_identity", False))
+    except Exception:  # pragma: no cover - registry import problems must not break reports
+        pass
+    return name in IDENTITY_NAMES or (label is not None and label in IDENTITY_NAMES)
+
+
+def results_file(path: Path) -> Path:
+    """``path`` itself (a .jsonl file) or ``path/results.jsonl`` (a run folder)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = path / RESULTS_NAME
+        if not candidate.exists():
+            raise UserError(f"{path} is a folder without {RESULTS_NAME}; pass a run folder (evalsuite run ... out=DIR) or a results.jsonl file")
+        return candidate
+    if not path.exists():
+        raise UserError(f"results {path} does not exist; pass a run folder or a results.jsonl file")
+    return path
+
+
+def load_source(path: Path) -> RunSource:
+    """One RESULTS argument: its validated rows and the config.yaml beside it."""
+    file = results_file(path)
+    rows = read_rows(file)
+    if not rows:
+        raise UserError(f"{file} holds no result rows; run `evalsuite run ... out={file.parent}` first")
+    for lineno, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise UserError(f"{file}:{lineno} is not a JSON object; is this an evalsuite results.jsonl?")
+        missing = [k for k in REQUIRED_KEYS if k not in row]
+        if missing:
+            raise UserError(f"{file}:{lineno} lacks {', '.join(missing)}; is this an evalsuite results.jsonl?")
+        if not isinstance(row["metrics"], dict):
+            raise UserError(f"{file}:{lineno}: 'metrics' must be a mapping of metric name to value")
+    config = file.parent / CONFIG_NAME
+    return RunSource(path=file, rows=rows, config_text=config.read_text(encoding="utf-8") if config.exists() else None)
+
+
+def group_key(row: dict[str, Any]) -> GroupKey:
+    return GroupKey(str(row["protocol"]), str(row["protocol_version"]), str(row["dataset"]), str(row.get("config_hash") or "-"))
+
+
+def _identity(row: dict[str, Any]) -> str:
+    """A row's cell identity: its cell_key, or the fields a cell_key hashes."""
+    if row.get("cell_key"):
+        return str(row["cell_key"])
+    key = group_key(row)
+    return json.dumps([key.protocol, key.protocol_version, key.dataset, key.config_hash, row["anonymizer"],
+                       row.get("anonymizer_params"), row["attack"], row["seed"]], sort_keys=True, default=str)
+
+
+def load_results(paths: Iterable[Path | str]) -> list[Group]:
+    """Load, merge and group the rows of every RESULTS path (run folder or results.jsonl)."""
+    sources = [load_source(Path(p)) for p in paths]
+    if not sources:
+        raise UserError("no RESULTS given; pass one or more run folders or results.jsonl files")
+    return group_sources(sources)
+
+
+def group_sources(sources: Sequence[RunSource]) -> list[Group]:
+    """Merge the sources' rows (one row per cell_key) into groups, in first-seen order."""
+    groups: dict[GroupKey, Group] = {}
+    seen: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        source_seeds: dict[GroupKey, set[int]] = {}
+        fresh: list[dict[str, Any]] = []
+        for row in source.rows:
+            source_seeds.setdefault(group_key(row), set()).add(int(row["seed"]))
+            ident = _identity(row)
+            if ident in seen:
+                if seen[ident]["metrics"] != row["metrics"]:
+                    log.warning("cell %s (%s / %s / seed %s) is stored twice with different metrics (%s); keeping the first",
+                                ident, row["anonymizer"], row["attack"], row["seed"], source.path)
+                continue
+            seen[ident] = row
+            fresh.append(row)
+        for row in fresh:
+            key = group_key(row)
+            group = groups.setdefault(key, Group(key=key))
+            _add_row(group, row, source_seeds[key])
+        for key in source_seeds:
+            if key in groups and source not in groups[key].sources:
+                groups[key].sources.append(source)
+    _expect_every_metric(groups.values())
+    by_protocol: dict[tuple[str, str], list[GroupKey]] = {}
+    for key in groups:
+        by_protocol.setdefault((key.protocol, key.dataset), []).append(key)
+    for (protocol, dataset), keys in by_protocol.items():
+        if len(keys) > 1:
+            log.warning("%s on %s: rows come from %d different protocol versions / configs (%s); they are reported as separate tables, never averaged",
+                        protocol, dataset, len(keys), ", ".join(f"v{k.protocol_version}/{k.config_hash}" for k in keys))
+    return list(groups.values())
+
+
+def _add_row(group: Group, row: dict[str, Any], run_seeds: set[int]) -> None:
+    label = str(row["anonymizer"])
+    info = AnonymizerInfo(label=label, name=str(row.get("anonymizer_name") or label), params=dict(row.get("anonymizer_params") or {}))
+    if label not in group.anonymizers:
+        group.anonymizers[label] = info
+    elif (group.anonymizers[label].name, group.anonymizers[label].params) != (info.name, info.params):
+        old = group.anonymizers[label]
+        raise UserError(
+            f"{group.key.describe()}: anonymizer label {label!r} names two different anonymizers "
+            f"({old.name} {old.params} and {info.name} {info.params}); give them distinct label= values and rerun"
+        )
+    attack = str(row["attack"])
+    if attack not in group.attacks:
+        group.attacks.append(attack)
+    seed = int(row["seed"])
+    group.seeds.add(seed)
+    group.rows.append(row)
+    for metric, value in row["metrics"].items():
+        if metric not in group.metrics:
+            group.metrics.append(metric)
+        cell = group.cells.setdefault((label, attack, metric), CellStats())
+        cell.values[seed] = float(value) if value is not None else math.nan
+    for metric in group.metrics:  # every metric of this group expects this run's seeds
+        cell = group.cells.setdefault((label, attack, metric), CellStats())
+        cell.expected_seeds |= run_seeds
+
+
+def _expect_every_metric(groups: Iterable[Group]) -> None:
+    """A metric seen only in later rows: the earlier cells expect it too (and miss it)."""
+    for group in groups:
+        for (label, attack, metric), cell in list(group.cells.items()):
+            for other in group.metrics:
+                twin = group.cells.setdefault((label, attack, other), CellStats())
+                twin.expected_seeds |= cell.expected_seeds

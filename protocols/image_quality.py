@@ -1,0 +1,353 @@
+"""``image-quality``: what anonymization costs in fidelity, realism and utility (no attacker).
+
+For every anonymizer the region (``region.name``, the head by default as in Sun et al.) of
+the evaluation images (``splits.eval``: query + gallery) is anonymized and compared with the
+originals:
+
+- full-reference fidelity: PSNR, SSIM, mask-SSIM (scikit-image), MS-SSIM (pytorch-msssim),
+  LPIPS (``lpips``; empty when its ImageNet backbone weights are absent);
+- distribution distance: FID and KID (torch-fidelity) with the offline random-network
+  extractor and with the standard Inception (empty when its weights are absent);
+- HPS proxies: LDSR (dlib face detector + 68 landmarks around each annotated face box,
+  ``evalsuite.metrics.landmarks``; only images whose original shows a face count) and the
+  realness fooling rate (a critic trained on the training split, originals vs this
+  anonymizer's outputs);
+- utility: attribute accuracy of a classifier trained on clean training images;
+- privacy loss of anonymizers that find regions themselves: leak rate.
+
+Metrics that cannot be computed here (weights absent) are left out of the row, so the table
+shows "–"; the reason is logged once and kept in the row's ``unavailable`` field.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from evalsuite.components import AnonymizerSpec
+from evalsuite.config import stable_hash, to_plain
+from evalsuite.data.types import ReidDataset, Sample
+from evalsuite.errors import UserError
+from evalsuite.metrics.attributes import AttributeConfig, AttributeEncoder, attribute_accuracies, select_attributes, train_attribute_classifier
+from evalsuite.metrics.fidelity import EXTRACTORS, FeatureBank, build_extractor, fid_kid
+from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, detected_masks, detects_regions, leak_rate
+from evalsuite.metrics.quality import image_quality_scores, mean_psnr, ms_ssim, ms_ssim_levels
+from evalsuite.metrics.realness import RealnessConfig, fooling_rate
+from evalsuite.metrics.weights import WeightsUnavailable
+from evalsuite.protocol import CellResult, Protocol
+from evalsuite.regions import region_masks
+from evalsuite.registry import DATASETS, PROTOCOLS
+from protocols.market1501_reid import load_images
+
+log = logging.getLogger(__name__)
+
+ALL_METRICS = (
+    "psnr", "ssim", "mask_ssim", "ms_ssim", "lpips", "fid_random", "kid_random", "fid_inception", "kid_inception",
+    "ldsr", "fooling_rate", "attribute_accuracy", "leak_rate",
+)
+TABLE_METRICS = (
+    "psnr", "ssim", "mask_ssim", "ms_ssim", "lpips", "fid_random", "kid_random", "fid_inception",
+    "ldsr", "fooling_rate", "attribute_accuracy",
+)
+SPLIT_NAMES = ("train", "query", "gallery")
+
+
+def _landmark_function() -> Callable[..., Any]:
+    """``evalsuite.metrics.landmarks.landmark_detection_success`` (dlib toolkit); ImportError when absent."""
+    from evalsuite.metrics.landmarks import landmark_detection_success
+
+    return landmark_detection_success
+
+
+@PROTOCOLS.register("image-quality", description="fidelity (PSNR/SSIM/mask-SSIM/MS-SSIM/LPIPS), FID/KID, HPS proxies (LDSR, fooling rate), attribute utility and leak rate of anonymized images")
+class ImageQuality(Protocol):
+    version = "1"
+    metrics = ALL_METRICS
+    supported_attacks = ("none",)
+    table_metrics = TABLE_METRICS
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            "dataset": {"name": "synthetic"},
+            "anonymizers": ["none", "blur", "pixelate8", "pixelate16", "mask"],
+            "attacks": ["none"],
+            "region": {"name": "head", "dilation": None, "fallback": "image"},
+            "splits": {"train": ["train"], "eval": ["query", "gallery"]},
+            "download": True,
+            "fid": {"extractors": ["random", "inception"], "seed": 0, "size": 96, "inception_weights": None, "kid_subsets": 100, "kid_subset_size": 1000},
+            "lpips": {"net": "alex", "backbone_weights": None},
+            "realness": {"accept_originals": RealnessConfig.accept_originals, "epochs": RealnessConfig.epochs, "batch_size": RealnessConfig.batch_size, "lr": RealnessConfig.lr, "width": RealnessConfig.width},
+            "attributes": {"names": None, "epochs": AttributeConfig.epochs, "batch_size": AttributeConfig.batch_size, "lr": AttributeConfig.lr, "width": AttributeConfig.width},
+            "ldsr": {"detector": "hog", "upsample": 0, "iou_threshold": 0.5, "models_dir": None},
+            "leak": {"min_coverage": DEFAULT_MIN_COVERAGE},
+            "table": {"metrics": list(cls.table_metrics)},
+        }
+
+    def __init__(self, cfg, cache) -> None:
+        super().__init__(cfg, cache)
+        self.device = str(cfg.device)
+        self.dataset: ReidDataset | None = None
+        self.samples: dict[str, list[Sample]] = {}
+        self.images: dict[str, torch.Tensor] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.unavailable: dict[str, str] = {}
+        self.bank: FeatureBank | None = None
+        self.lpips = None
+        self.landmarks: Callable[..., Any] | None = None
+        self._anonymized: dict[str, torch.Tensor] = {}
+        self._detected: dict[str, torch.Tensor] = {}
+        self._fitted: set[str] = set()
+        self._attribute_models: dict[int, tuple[Any, AttributeEncoder, dict[str, float]]] = {}
+        self._ldsr_original: float | None = None
+        fid = to_plain(cfg.fid)
+        self.realness = RealnessConfig(**{k: v for k, v in to_plain(cfg.realness).items()})
+        names = to_plain(cfg.attributes).get("names")
+        self.attribute_config = AttributeConfig(**{**to_plain(cfg.attributes), "names": tuple(names) if names is not None else None})
+        self.fid_cfg = fid
+
+    # ---------------------------------------------------------------- preparation
+    def _check_config(self) -> None:
+        splits = to_plain(self.cfg.splits)
+        for role in ("train", "eval"):
+            names = splits.get(role) or []
+            if not names or any(n not in SPLIT_NAMES for n in names):
+                raise UserError(f"splits.{role}={names}: list one or more of {', '.join(SPLIT_NAMES)}")
+        if set(splits["train"]) & set(splits["eval"]):
+            raise UserError(f"splits.train={splits['train']} and splits.eval={splits['eval']} overlap; the critic and the attribute classifier must be trained on held-out images")
+        if not 0 < float(self.realness.accept_originals) <= 1:
+            raise UserError(f"realness.accept_originals={self.realness.accept_originals} must be in (0, 1] (the seeds' human baseline is 0.93)")
+        if not 0 < float(self.cfg.leak.min_coverage) <= 1:
+            raise UserError(f"leak.min_coverage={self.cfg.leak.min_coverage} must be in (0, 1]")
+        for kind in self.fid_cfg.get("extractors") or []:
+            if kind not in EXTRACTORS:
+                raise UserError(f"fid.extractors names {kind!r}; valid extractors are {', '.join(EXTRACTORS)}")
+
+    def _load_split_group(self, role: str) -> None:
+        assert self.dataset is not None
+        samples: list[Sample] = []
+        tensors = []
+        for split in self.cfg.splits[role]:
+            split_samples = self.dataset.split(str(split))
+            if not split_samples:
+                raise UserError(f"dataset {self.dataset.root} has no {split} images (splits.{role}); check dataset.root")
+            samples += split_samples
+            tensors.append(load_images(split_samples, f"load {split}"))
+        if len({t.shape[1:] for t in tensors}) != 1:
+            raise UserError(f"the images of splits.{role} differ in size; this protocol compares whole image sets of one size")
+        self.samples[role] = samples
+        self.images[role] = torch.cat(tensors)
+        _, _, h, w = self.images[role].shape
+        region = self.cfg.region
+        dilation = None if region.dilation is None else int(region.dilation)
+        self.masks[role] = region_masks(samples, str(region.name), h, w, dilation=dilation, fallback=str(region.fallback))
+
+    def _unavailable(self, metrics: tuple[str, ...], reason: str) -> None:
+        log.warning("%s left empty: %s", " / ".join(metrics), reason)
+        for metric in metrics:
+            self.unavailable[metric] = reason
+
+    def prepare(self) -> None:
+        self._check_config()
+        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
+        self.dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        log.info("%s", self.dataset.summary())
+        self._load_split_group("train")
+        self._load_split_group("eval")
+        download = bool(self.cfg.download)
+        extractors = {}
+        for kind in self.fid_cfg.get("extractors") or []:
+            try:
+                extractors[kind] = build_extractor(kind, self.fid_cfg, download, self.device)
+            except WeightsUnavailable as exc:
+                self._unavailable((f"fid_{kind}", f"kid_{kind}"), str(exc))
+        for kind in EXTRACTORS:
+            if kind not in extractors and f"fid_{kind}" not in self.unavailable:
+                self.unavailable[f"fid_{kind}"] = self.unavailable[f"kid_{kind}"] = f"not in fid.extractors ({list(self.fid_cfg.get('extractors') or [])})"
+        self.bank = FeatureBank(extractors, self.cache, batch_size=max(32, int(self.cfg.batch_size)), device=self.device)
+        try:
+            from evalsuite.metrics.perceptual import LPIPSMetric
+
+            self.lpips = LPIPSMetric(str(self.cfg.lpips.net), self.cfg.lpips.backbone_weights, download, self.device)
+        except WeightsUnavailable as exc:
+            self._unavailable(("lpips",), str(exc))
+        try:
+            self.landmarks = _landmark_function()
+        except ImportError as exc:
+            self._unavailable(("ldsr",), f"the dlib landmark toolkit evalsuite.metrics.landmarks cannot be imported ({exc})")
+        train_annotations = [s.annotations for s in self.samples["train"]]
+        self.attribute_names = select_attributes(train_annotations, self.attribute_config.names)
+
+    def dataset_fingerprint(self) -> dict[str, Any]:
+        assert self.dataset is not None
+        files = {role: stable_hash([f"{s.relpath}:{s.pid}:{s.camid}" for s in samples]) for role, samples in self.samples.items()}
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files}
+
+    # ---------------------------------------------------------------- anonymized sets
+    def _anonymized_key(self, role: str, spec: AnonymizerSpec, seed: int) -> str:
+        key = {"dataset": self.dataset_fingerprint(), "role": role, "splits": list(self.cfg.splits[role]), "anonymizer": spec.key(), "region": to_plain(self.cfg.region), "detects": detects_regions(spec.anonymizer)}
+        if spec.stochastic:
+            key.update(seed=seed, batch_size=int(self.cfg.batch_size))
+        return stable_hash(key)
+
+    def anonymized(self, role: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:
+        """The ``role`` ("train" / "eval") images anonymized by ``spec`` (memory and disk cache) and their key."""
+        if spec.is_identity:
+            return self.images[role], f"clean-{role}-{stable_hash(self.dataset_fingerprint())}"
+        key = self._anonymized_key(role, spec, seed)
+        if key not in self._anonymized:
+            cached = self.cache.load_array("anonymized", key)
+            detected = self.cache.load_array("detected", key) if detects_regions(spec.anonymizer) else None
+            if cached is not None and (detected is not None or not detects_regions(spec.anonymizer)):
+                result = torch.from_numpy(cached)
+                if detected is not None:
+                    self._detected[key] = torch.from_numpy(detected)
+            else:
+                result = self._run_anonymizer(role, spec, seed, key)
+                self.cache.save_array("anonymized", key, result.numpy())
+                if key in self._detected:
+                    self.cache.save_array("detected", key, self._detected[key].numpy())
+            self._anonymized[key] = result
+        return self._anonymized[key], key
+
+    def _run_anonymizer(self, role: str, spec: AnonymizerSpec, seed: int, key: str) -> torch.Tensor:
+        from tqdm.auto import tqdm
+
+        anonymizer = spec.anonymizer
+        if spec.label not in self._fitted:
+            anonymizer.fit(self.images["train"].to(self.device), self.masks["train"].to(self.device), [s.annotations for s in self.samples["train"]])
+            self._fitted.add(spec.label)
+        images, masks, samples = self.images[role], self.masks[role], self.samples[role]
+        detects = detects_regions(anonymizer)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        batch = int(self.cfg.batch_size)
+        out, used = [], []
+        for start in tqdm(range(0, images.shape[0], batch), desc=f"{spec.label} {role}", unit="batch", leave=False):
+            stop = start + batch
+            chunk = images[start:stop].to(self.device)
+            annotations = [s.annotations for s in samples[start:stop]]
+            region = detected_masks(anonymizer, chunk, annotations) if detects else masks[start:stop].to(self.device)
+            out.append(anonymizer.anonymize(chunk, region, annotations, generator=generator).cpu())
+            used.append(region.cpu())
+        if detects:
+            self._detected[key] = torch.cat(used)
+        return torch.cat(out)
+
+    # ---------------------------------------------------------------- metric groups
+    def _fidelity(self, anonymized: torch.Tensor) -> tuple[dict[str, float], dict[str, Any]]:
+        originals, masks = self.images["eval"], self.masks["eval"]
+        scores = image_quality_scores(originals, anonymized, masks)
+        metrics = {"psnr": mean_psnr(scores["psnr"]), "ssim": float(np.mean(scores["ssim"]))}
+        mask_ssim = scores["mask_ssim"][~np.isnan(scores["mask_ssim"])]
+        extra: dict[str, Any] = {"mask_ssim_images": int(mask_ssim.size)}
+        if mask_ssim.size:
+            metrics["mask_ssim"] = float(mask_ssim.mean())
+        values = ms_ssim(originals, anonymized)
+        if not np.isnan(values).all():
+            metrics["ms_ssim"] = float(np.nanmean(values))
+        extra["ms_ssim_scales"] = ms_ssim_levels(*originals.shape[2:])
+        if self.lpips is not None:
+            metrics["lpips"] = float(np.mean(self.lpips.distances(originals, anonymized)))
+        return metrics, extra
+
+    def _distribution(self, anonymized: torch.Tensor, key: str, seed: int) -> dict[str, float]:
+        assert self.bank is not None
+        reference = (f"clean-eval-{stable_hash(self.dataset_fingerprint())}", self.images["eval"])
+        candidate = reference if key == reference[0] else (key, anonymized)
+        metrics: dict[str, float] = {}
+        for kind in self.bank.extractors:
+            metrics.update(fid_kid(self.bank, kind, reference, candidate, int(self.fid_cfg["kid_subsets"]), int(self.fid_cfg["kid_subset_size"]), seed=seed))
+        return metrics
+
+    def _ldsr(self, anonymized: torch.Tensor) -> tuple[dict[str, float], dict[str, Any]]:
+        """LDSR over the evaluation images whose original shows a face (``face_box`` not None)."""
+        if self.landmarks is None:
+            return {}, {}
+        index = [i for i, s in enumerate(self.samples["eval"]) if s.annotations.get("face_box") is not None]
+        if not index:
+            self.unavailable.setdefault("ldsr", "no evaluation image has a face_box annotation (LDSR needs visible faces)")
+            return {}, {}
+        boxes = [self.samples["eval"][i].annotations["face_box"] for i in index]
+        options = {k: v for k, v in to_plain(self.cfg.ldsr).items()}
+        options["key"] = "ldsr.models_dir"
+
+        def ratio(images: torch.Tensor) -> float:
+            return float(np.asarray(self.landmarks(images[index], boxes, **options), dtype=bool).mean())
+
+        if self._ldsr_original is None:
+            self._ldsr_original = ratio(self.images["eval"])
+        return {"ldsr": ratio(anonymized)}, {"ldsr_faces": len(index), "ldsr_original": self._ldsr_original}
+
+    def _attribute_classifier(self, seed: int) -> tuple[Any, AttributeEncoder, dict[str, float]]:
+        """The clean-trained attribute classifier of this seed (memory and disk cache) and its accuracy on originals."""
+        if seed in self._attribute_models:
+            return self._attribute_models[seed]
+        from evalsuite.metrics.classifier import SmallCNN
+        from evalsuite.store import atomic_path
+
+        train_annotations = [s.annotations for s in self.samples["train"]]
+        encoder = AttributeEncoder(self.attribute_names, train_annotations)
+        key = stable_hash({"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "attributes": encoder.state(), "config": to_plain(self.cfg.attributes), "seed": seed})
+        path = self.cache.path("classifiers", key, ".pt")
+        if path.exists():
+            model = SmallCNN([len(encoder.classes[n]) for n in encoder.names], width=self.attribute_config.width)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.eval()
+        else:
+            model = train_attribute_classifier(self.images["train"], encoder, train_annotations, self.attribute_config, seed, self.device)
+            with atomic_path(path) as tmp:
+                torch.save(model.state_dict(), tmp)
+        original = attribute_accuracies(model, encoder, self.images["eval"], [s.annotations for s in self.samples["eval"]], self.device)
+        self._attribute_models[seed] = (model, encoder, original)
+        return self._attribute_models[seed]
+
+    def _attributes(self, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        model, encoder, original = self._attribute_classifier(seed)
+        accuracy = attribute_accuracies(model, encoder, anonymized, [s.annotations for s in self.samples["eval"]], self.device)
+        per_attribute = {name: {"anonymized": accuracy[name], "original": original[name]} for name in accuracy}
+        metrics = {"attribute_accuracy": float(np.mean(list(accuracy.values())))} if accuracy else {}
+        extra = {"attribute_accuracy_original": float(np.mean(list(original.values()))) if original else math.nan, "attribute_accuracy_per_attribute": per_attribute}
+        return metrics, extra
+
+    # ---------------------------------------------------------------- one grid cell
+    def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
+        durations: dict[str, float] = {}
+        timer = time.perf_counter()
+        anonymized, key = self.anonymized("eval", anonymizer, seed)
+        train_anonymized, _ = self.anonymized("train", anonymizer, seed)
+        durations["anonymize_s"] = time.perf_counter() - timer
+        metrics: dict[str, float] = {}
+        extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name)}
+
+        def step(name: str, fn: Callable[[], tuple[dict[str, float], dict[str, Any]]]) -> None:
+            started = time.perf_counter()
+            values, more = fn()
+            metrics.update(values)
+            extra.update(more)
+            durations[f"{name}_s"] = time.perf_counter() - started
+
+        step("fidelity", lambda: self._fidelity(anonymized))
+        step("fid_kid", lambda: (self._distribution(anonymized, key, seed), {}))
+        step("ldsr", lambda: self._ldsr(anonymized))
+        step("realness", lambda: self._realness(anonymizer, train_anonymized, anonymized, seed))
+        step("attributes", lambda: self._attributes(anonymized, seed))
+        if detects_regions(anonymizer.anonymizer) and key in self._detected:
+            rate, count = leak_rate(self.masks["eval"], self._detected[key], float(self.cfg.leak.min_coverage))
+            if count:
+                metrics["leak_rate"] = rate
+            extra["leak_regions"] = count
+        else:
+            extra["leak_rate_note"] = "anonymizer uses the annotated regions (no detector)"
+        metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
+        extra["unavailable"] = {m: r for m, r in self.unavailable.items() if m not in metrics}
+        if self.bank is not None:
+            extra["feature_extractors"] = {kind: fp for kind, (_, fp) in self.bank.extractors.items()}
+        return CellResult(metrics=metrics, durations=durations, extra=extra)
+
+    def _realness(self, spec: AnonymizerSpec, train_anonymized: torch.Tensor, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        result = fooling_rate(self.images["train"], train_anonymized, self.images["eval"], anonymized, self.realness, seed=seed, device=self.device, description=f"realness critic {spec.label}")
+        return {"fooling_rate": result["fooling_rate"]}, {"critic_auc": result["critic_auc"], "critic_threshold": result["critic_threshold"]}
