@@ -1,3 +1,4 @@
 """Built-in anonymizers; importing this package registers them with ``ANONYMIZERS``."""
 from anonymizers import blur, identity, mask, pixelate  # noqa: F401  (registration side effects)
 from anonymizers import ksame  # noqa: F401  (k-Same-Pixel / k-Same-Select)
+from anonymizers import head  # noqa: F401  (blurhead / blackhead / pixelatehead presets)

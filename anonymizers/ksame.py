@@ -106,6 +106,17 @@ def ksame_clusters(vectors: torch.Tensor, k: int) -> list[list[int]]:
     return clusters
 
 
+def cluster_means(images: torch.Tensor, assignment: torch.Tensor, clusters: int) -> torch.Tensor:
+    """(C, 3, H, W) uint8 rounded pixel-wise means of the images of each cluster.
+
+    Sums of up to 65,793 uint8 values are exact in float32, so the means are exact too.
+    """
+    flat = images.reshape(images.shape[0], -1).to(torch.float32)
+    sums = torch.zeros(clusters, flat.shape[1], dtype=torch.float32, device=images.device).index_add_(0, assignment, flat)
+    counts = torch.bincount(assignment, minlength=clusters).to(torch.float32)
+    return (sums / counts[:, None]).round_().clamp_(0, 255).to(torch.uint8).reshape(clusters, *images.shape[1:])
+
+
 class _KSameBase(Anonymizer):
     """Shared fit / lookup machinery of the k-Same family."""
 
@@ -138,10 +149,9 @@ class _KSameBase(Anonymizer):
             for cluster in ksame_clusters(vectors[index].to(torch.float64), self.k):
                 clusters.append(sorted(part[i] for i in cluster))
         assignment = np.empty(n, dtype=np.int64)
-        surrogates = torch.empty((len(clusters), *images.shape[1:]), dtype=torch.uint8, device=images.device)
         for c, members in enumerate(clusters):
             assignment[members] = c
-            surrogates[c] = images[members].to(torch.float64).mean(dim=0).round_().clamp_(0, 255).to(torch.uint8)
+        surrogates = cluster_means(images, torch.as_tensor(assignment, device=images.device), len(clusters))
         lookup: dict[str, int] = {}
         for i in range(n):
             lookup.setdefault(image_key(images[i]), i)
@@ -166,14 +176,16 @@ class _KSameBase(Anonymizer):
         return index
 
     def _anonymize_region(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, generator: torch.Generator | None) -> torch.Tensor:
+        index = self.fitted_index(images)  # UserError when not fitted or for an unknown image
         assert self.surrogates_ is not None and self.assignment_ is not None
-        clusters = torch.as_tensor(self.assignment_[self.fitted_index(images)], device=self.surrogates_.device)
+        clusters = torch.as_tensor(self.assignment_[index], device=self.surrogates_.device)
         return self.surrogates_[clusters].to(images.device)
 
     def anonymize(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Each image's cluster surrogate inside its mask; UserError for an image not in the fitted set."""
         check_batch(images, masks)
-        self.fitted_index(images)  # refuse unknown images even when the mask is empty
-        return super().anonymize(images, masks, annotations, generator)
+        surrogates = self._anonymize_region(images, masks, annotations, generator)  # refuses unknown images, even with empty masks
+        return torch.where(masks.expand_as(images), surrogates, images)
 
 
 @ANONYMIZERS.register("ksame-pixel", description="k-Same-Pixel (Newton et al. 2005): each face replaced by the mean of a cluster of >= k faces (k=10); fitted on the set it anonymizes")

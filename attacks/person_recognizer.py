@@ -52,7 +52,7 @@ class RecognizerConfig:
     """Everything that determines a trained recognizer (part of its cache key)."""
 
     model: str = "convnet"
-    channels: int = 32  # width of the first stage; stages have 1x, 2x, 4x, 4x
+    channels: int = 16  # width of the first stage; stages have 1x, 2x, 4x, 4x
     embedding_dim: int = 128
     epochs: int = 30
     batch_size: int = 32
@@ -93,14 +93,11 @@ class RecognizerConfig:
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class ConvNet(nn.Module):
-    """Four conv stages (c, 2c, 4c, 4c channels; 2x max-pool between), global average pooling,
+    """Four 3x3 conv + BN + ReLU stages (c, 2c, 4c, 4c channels; 2x max-pool between), global average pooling,
     a linear embedding with batch norm, and an identity classifier used only in training."""
 
     def __init__(self, num_classes: int, channels: int = 32, embedding_dim: int = 128) -> None:

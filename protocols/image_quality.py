@@ -15,8 +15,10 @@ originals:
 - utility: attribute accuracy of a classifier trained on clean training images;
 - privacy loss of anonymizers that find regions themselves: leak rate.
 
-Metrics that cannot be computed here (weights absent) are left out of the row, so the table
-shows "–"; the reason is logged once and kept in the row's ``unavailable`` field.
+A metric that cannot be computed here (weights absent, no visible face) is stored as NaN, so
+its column stays in the table (shown as "nan") instead of disappearing; the reason is logged
+once and kept in the row's ``unavailable`` field. ``leak_rate`` appears only for anonymizers
+that detect their own regions.
 """
 from __future__ import annotations
 
@@ -246,6 +248,8 @@ class ImageQuality(Protocol):
         extra: dict[str, Any] = {"mask_ssim_images": int(mask_ssim.size)}
         if mask_ssim.size:
             metrics["mask_ssim"] = float(mask_ssim.mean())
+        else:
+            self.unavailable.setdefault("mask_ssim", f"every evaluation image has an empty {self.cfg.region.name} region")
         values = ms_ssim(originals, anonymized)
         if not np.isnan(values).all():
             metrics["ms_ssim"] = float(np.nanmean(values))
@@ -342,8 +346,10 @@ class ImageQuality(Protocol):
             extra["leak_regions"] = count
         else:
             extra["leak_rate_note"] = "anonymizer uses the annotated regions (no detector)"
-        metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
-        extra["unavailable"] = {m: r for m, r in self.unavailable.items() if m not in metrics}
+        for metric in ALL_METRICS:  # every metric but leak_rate is in the row; nan = could not be computed
+            if metric != "leak_rate" and metric not in metrics:
+                metrics[metric] = math.nan
+        extra["unavailable"] = {m: self.unavailable.get(m, "no value (see the log)") for m, v in metrics.items() if math.isnan(v)}
         if self.bank is not None:
             extra["feature_extractors"] = {kind: fp for kind, (_, fp) in self.bank.extractors.items()}
         return CellResult(metrics=metrics, durations=durations, extra=extra)

@@ -114,6 +114,7 @@ needs_onnx = pytest.mark.skipif(
 
 
 @needs_onnx
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter, used to write the test model
 def test_arcface_runs_an_onnx_model_with_insightface_preprocessing(tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, stride=4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 27 * 27, 16)).eval()

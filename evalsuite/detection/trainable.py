@@ -17,6 +17,7 @@ Labels: the split's categories are numbered 1..K in the order given (0 is backgr
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 import logging
 import math
 import time
@@ -33,7 +34,9 @@ from evalsuite.errors import UserError
 log = logging.getLogger(__name__)
 
 ARCHS = ("fcos", "retinanet", "fasterrcnn")
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50")
+#: stage widths of the ``tiny`` body: stem, then layer1..layer4 (strides 4, 8, 16, 32)
+TINY_WIDTHS = (16, 32, 64, 96, 128)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class TrainableConfig:
     """How a torchvision detector is built and trained (``detector.*`` keys)."""
 
     arch: str = "fcos"
-    backbone: str = "resnet18"
+    backbone: str = "tiny"
     fpn_channels: int = 64
     head_convs: int = 2  # FCOS head depth (torchvision's default is 4)
     backbone_weights: str | None = None  # ImageNet checkpoint of the backbone (else from scratch)
@@ -109,9 +112,37 @@ def load_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def tiny_body(widths: Sequence[int] = TINY_WIDTHS) -> nn.Module:
+    """A narrow ResNet-10 body of torchvision ``BasicBlock`` s: a 3x3 stride-2 stem, then one
+    stride-2 block per stage (``layer1``..``layer4``); about a tenth of ResNet-18's compute."""
+    from torchvision.models.resnet import BasicBlock
+
+    stem, *stages = widths
+    modules: dict[str, nn.Module] = {
+        "conv1": nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False),
+        "bn1": nn.BatchNorm2d(stem),
+        "relu": nn.ReLU(inplace=True),
+    }
+    inplanes = stem
+    for i, planes in enumerate(stages, start=1):
+        downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=2, bias=False), nn.BatchNorm2d(planes))
+        modules[f"layer{i}"] = BasicBlock(inplanes, planes, stride=2, downsample=downsample)
+        inplanes = planes
+    body = nn.Sequential(OrderedDict(modules))
+    for m in body.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return body
+
+
 def _resnet_body(cfg: TrainableConfig) -> tuple[nn.Module, list[int], bool]:
     from torchvision.models import resnet
     from torchvision.ops import misc as misc_nn_ops
+
+    if cfg.backbone == "tiny":
+        if cfg.backbone_weights:
+            raise UserError("detector.backbone=tiny has no ImageNet weights; use detector.backbone=resnet18 with detector.backbone_weights")
+        return tiny_body(), list(TINY_WIDTHS[2:]), False
 
     pretrained = bool(cfg.backbone_weights)
     norm_layer = misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d

@@ -4,5 +4,6 @@ from evalsuite.metrics.reid import REID_METRICS, ReidScores, evaluate_reid, pair
 from evalsuite.metrics.spec import MetricSpec, metric_spec, register_metric
 from evalsuite.metrics.landmarks import LDSR_METRIC, landmark_detection_success  # noqa: F401  (registers ldsr)
 from evalsuite.metrics import attributes, fidelity, leak, perceptual, realness  # noqa: F401  (register image-quality metrics)
+from evalsuite.metrics import attention, person_recognition  # noqa: F401  (register head_contribution, head / body+head accuracy)
 
 __all__ = ["QUALITY_METRICS", "REID_METRICS", "image_quality_scores", "MetricSpec", "ReidScores", "evaluate_reid", "metric_spec", "pairwise_distance", "register_metric"]

@@ -138,9 +138,12 @@ def render_grid(inputs: GridInputs, title: str) -> bytes:
     columns = ["original"] + [s.label for s in inputs.specs]
     n_rows, n_cols = inputs.images.shape[0], len(columns)
     h, w = inputs.images.shape[-2:]
-    cell_w = 1.0
+    cell_w, gap, top = 1.0, 0.04, 0.55  # inches: image width, gap between images, title band
     cell_h = cell_w * h / w
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_w * n_cols, cell_h * n_rows + 0.5), squeeze=False)
+    width = n_cols * cell_w + (n_cols - 1) * gap
+    height = n_rows * cell_h + (n_rows - 1) * gap + top
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - top / height, wspace=gap / cell_w, hspace=gap / cell_h)
     for r in range(n_rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -152,8 +155,7 @@ def render_grid(inputs: GridInputs, title: str) -> bytes:
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(columns[c], fontsize=7)
-    fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    fig.suptitle(title, fontsize=8, y=1 - 0.08 / height)
     return to_png(fig)
 
 

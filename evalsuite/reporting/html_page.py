@@ -31,7 +31,7 @@ table.results tr.identity th, table.results tr.identity td { border-bottom: 1px 
 td.best { font-weight: 700; } td.absent, td.incomplete { color: #999; } span.sem { color: #555; } span.delta { color: #777; font-size: .9em; }
 p.note { font-size: .85em; color: #555; margin-top: 0; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: .85em; color: #555; }
-.plots { display: flex; flex-wrap: wrap; gap: 1em; } .plots figure { flex: 0 1 auto; }
+.plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; } .plots figure { flex: 0 1 auto; max-width: 100%; }
 pre { background: #f6f8fa; padding: .8em; overflow: auto; font-size: .8em; max-height: 30em; }
 dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0 0 .4em 1em; font-family: monospace; font-size: .85em; }
 """
@@ -86,7 +86,7 @@ def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Pl
         for source in group.sources:
             if source.config_text and str(source.path) not in seen_configs:
                 seen_configs.add(str(source.path))
-                parts.append(f"<details open><summary>{e(str(source.path.parent / 'config.yaml'))} "
+                parts.append(f"<details{' open' if len(seen_configs) == 1 else ''}><summary>{e(str(source.path.parent / 'config.yaml'))} "
                              f"({e(group.key.describe())})</summary><pre>{e(source.config_text)}</pre></details>")
     if not seen_configs:
         parts.append('<p class="note">No config.yaml was found beside the results.</p>')

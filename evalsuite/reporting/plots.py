@@ -86,7 +86,7 @@ def bar_charts(table: Table) -> list[Plot]:
                 errs.append(scale * (cell.sem or 0.0))
             if xs:
                 drawn = True
-                ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=3, label=attack if table.show_attack else None)
+                ax.bar(xs, ys, width=width * 0.95, yerr=errs if any(errs) else None, capsize=3, label=attack if table.show_attack else None)
         if not drawn:
             plt.close(fig)
             continue
@@ -225,16 +225,15 @@ class Sweep:
     members: list[tuple[float, str]]  # (parameter value, label), sorted
 
 
-def _family(name: str) -> str:
-    try:
-        from evalsuite.registry import ANONYMIZERS
+def _family(name: str) -> tuple[str, str]:
+    """(family key, display name): presets join their base anonymizer (blur5 -> blur)."""
+    from evalsuite.registry import ANONYMIZERS
 
-        if name in ANONYMIZERS:
-            factory = ANONYMIZERS.get(name).factory
-            return getattr(factory, "__qualname__", name)
-    except Exception:  # pragma: no cover
-        pass
-    return name
+    if name not in ANONYMIZERS:
+        return name, name
+    factory = ANONYMIZERS.get(name).factory
+    base = next((e.name for e in ANONYMIZERS if e.factory is factory and not e.params), name)
+    return f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', name)}", base
 
 
 def _numeric(value: Any) -> bool:
@@ -248,13 +247,14 @@ def find_sweeps(group: Group) -> list[Sweep]:
     for label, info in group.anonymizers.items():
         if info.is_identity:
             continue
-        family = _family(info.name)
+        family, display = _family(info.name)
         families.setdefault(family, []).append((label, info.params))
-        names.setdefault(family, info.name)
-    sweeps = []
+        names.setdefault(family, display)
+    sweeps: list[Sweep] = []
     for family, members in families.items():
         params = sorted({p for _, ps in members for p in ps})
-        for param in params:
+        found: list[Sweep] = []
+        for param in params:  # one parameter varies, every other is equal
             partitions: dict[str, list[tuple[float, str]]] = {}
             for label, ps in members:
                 if not _numeric(ps.get(param)):
@@ -263,7 +263,19 @@ def find_sweeps(group: Group) -> list[Sweep]:
                 partitions.setdefault(rest, []).append((float(ps[param]), label))
             for part in partitions.values():
                 if len({v for v, _ in part}) >= MIN_SWEEP_POINTS:
-                    sweeps.append(Sweep(family=names[family], param=param, members=sorted(part)))
+                    found.append(Sweep(family=names[family], param=param, members=sorted(part)))
+        # presets that change several parameters together (blur5/15/25: sigma and kernel size):
+        # the parameter that orders the most members, each value once
+        candidates = []
+        for param in params:
+            part = [(float(ps[param]), label) for label, ps in members if _numeric(ps.get(param))]
+            if len({v for v, _ in part}) == len(part) >= MIN_SWEEP_POINTS:
+                candidates.append(Sweep(family=names[family], param=param, members=sorted(part)))
+        for sweep in sorted(candidates, key=lambda c: -len(c.members)):
+            labels = {label for _, label in sweep.members}
+            if not any(labels <= {m for _, m in f.members} for f in found):
+                found.append(sweep)
+        sweeps += found
     return sweeps
 
 

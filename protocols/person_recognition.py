@@ -1,0 +1,292 @@
+"""``person-recognition``: head obfuscation against naeil-style recognizers (Sun et al. 2018, Table 1).
+
+The head box of every full-person image is anonymized (``region.name=head``) and two
+recognizers try to name the person (:mod:`attacks.person_recognizer`): one on the head crop
+(``head_accuracy``), one on the whole image (``body_head_accuracy``). Beside them: the
+recognizer attention of the body+head recognizer (``head_contribution``,
+:mod:`evalsuite.metrics.attention`) and the image quality of the anonymized test images
+(``ssim`` on the whole image, ``mask_ssim`` on the anonymized region).
+
+Splits (a :class:`~evalsuite.data.types.ReidDataset`):
+
+- ``train``: the CNN feature extractors learn from it (its identities are disjoint from the
+  test identities, as naeil's PIPA train set);
+- ``gallery``: enrollment, the images the identity SVM is fitted on;
+- ``query``: the recognized (test) images.
+
+Only gallery images of identities that have queries, and queries of identities that are in
+the gallery, are used (the synthetic gallery's pid 0 distractors are dropped). On the
+synthetic set (Market-1501 layout) the gallery holds 1-2 images from every camera of a test
+identity and the queries one image from each of 2-3 of its cameras; ``dataset=pipa`` splits
+PIPA's test instances per identity in seeded halves (:mod:`evalsuite.data.pipa`).
+
+Threat models (what the recognizers saw when they were trained):
+
+- ``naive``: feature extractors trained on the clean train split and the SVM fitted on the
+  clean gallery; the anonymized queries are recognized (a recognizer that never saw an
+  obfuscated head, UP-GAN's threat model I);
+- ``adaptive``: feature extractors trained on the anonymized train split and the SVM fitted
+  on the anonymized gallery (the closed-set identification form of UP-GAN's threat model
+  II: trained and tested on anonymized images). This is our reading of Sun et al.'s Table 1:
+  they "retrained [naeil's recognizers] on our data-splits", i.e. the SVM's training half
+  of the test set is obfuscated like the evaluated half, and they follow Oh et al. (2016),
+  whose recognizers adapt to the obfuscation. Sun et al. do not say whether the CNN feature
+  extractors were retrained on obfuscated images; we adapt both.
+
+Anonymizers that need fitting (k-Same) are fitted on the split they anonymize: k-Same is
+defined on a closed set. Anonymized splits, trained recognizers and their cache keys follow
+``protocols/market1501_reid.py``: anonymized sets and CNN state dicts are cached on disk by a
+hash of everything that produced them; SVMs (fast to fit) and features are kept in memory.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attacks.person_recognizer import RECOGNIZER_REGIONS, IdentitySVM, PersonRecognizer, RecognizerConfig, boxes_tensor
+from attacks.threat_models import ThreatModel
+from evalsuite.components import AnonymizerSpec
+from evalsuite.config import stable_hash, to_plain
+from evalsuite.data.pipa import load_person_images
+from evalsuite.data.types import ReidDataset, Sample
+from evalsuite.errors import UserError
+from evalsuite.metrics.attention import DEFAULT_SIGMA, head_contribution, saliency_maps
+from evalsuite.metrics.person_recognition import PERSON_RECOGNITION_METRICS, accuracy
+from evalsuite.metrics.quality import image_quality_scores
+from evalsuite.protocol import CellResult, Protocol
+from evalsuite.regions import region_masks
+from evalsuite.registry import ANONYMIZERS, DATASETS, PROTOCOLS
+
+log = logging.getLogger(__name__)
+
+#: protocol split -> dataset split
+SPLITS = {"train": "train", "enroll": "gallery", "test": "query"}
+METRIC_OF_REGION = {"head": "head_accuracy", "body+head": "body_head_accuracy"}
+ALL_METRICS = (*PERSON_RECOGNITION_METRICS, "head_contribution", "ssim", "mask_ssim")
+DEFAULT_ANONYMIZERS = (
+    "none", "blur5", "blur15", "blur25", "blurhead", "pixelate5", "pixelate15", "pixelatehead", "mask", "blackhead", "ksame-pixel",
+)
+
+
+def default_anonymizers() -> list[str]:
+    """The default rows; ``ksame-pixel`` only when its module is installed."""
+    return [name for name in DEFAULT_ANONYMIZERS if name != "ksame-pixel" or name in ANONYMIZERS]
+
+
+@PROTOCOLS.register("person-recognition", description="head obfuscation vs naeil-style head / body+head recognizers (CNN + linear SVM), recognizer attention, SSIM / mask-SSIM (Sun et al. 2018 Table 1)")
+class PersonRecognition(Protocol):
+    version = "1"
+    metrics = ALL_METRICS
+    supported_attacks = ("naive", "adaptive")
+    table_metrics = ALL_METRICS
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            "dataset": {"name": "pipa"},
+            "anonymizers": default_anonymizers(),
+            "attacks": ["naive", "adaptive"],
+            "region": {"name": "head", "dilation": 0},
+            "attacker": RecognizerConfig().as_dict(),
+            "attention": {"sigma": DEFAULT_SIGMA},
+            "table": {"metrics": list(cls.table_metrics)},
+        }
+
+    def __init__(self, cfg, cache) -> None:
+        super().__init__(cfg, cache)
+        self.recognizer_config = RecognizerConfig.from_dict(to_plain(cfg.attacker))
+        self.device = str(cfg.device)
+        sigma = cfg.attention.sigma
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+            raise UserError(f"attention.sigma={sigma!r} must be a non-negative number of pixels (0 = no smoothing)")
+        self.dataset: ReidDataset | None = None
+        self.samples: dict[str, list[Sample]] = {}
+        self.images: dict[str, torch.Tensor] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.head_masks: dict[str, torch.Tensor] = {}
+        self.boxes: dict[str, torch.Tensor] = {}
+        self.labels: dict[str, np.ndarray] = {}
+        self._anonymized: dict[str, torch.Tensor] = {}
+        self._recognizers: dict[str, PersonRecognizer] = {}
+        self._features: dict[tuple[str, str], np.ndarray] = {}
+        self._svms: dict[tuple[str, str], IdentitySVM] = {}
+        self._quality: dict[str, dict[str, float]] = {}
+
+    # ---------------------------------------------------------------- preparation
+    def prepare(self) -> None:
+        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
+        dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        if not isinstance(dataset, ReidDataset):
+            raise UserError(f"dataset {self.cfg.dataset.name!r} is not a person dataset with train / gallery / query splits; use dataset=synthetic or dataset=pipa")
+        self.dataset = dataset
+        test_ids = {s.pid for s in dataset.query}
+        enroll = [s for s in dataset.gallery if s.pid in test_ids]
+        enrolled = {s.pid for s in enroll}
+        self.samples = {"train": list(dataset.train), "enroll": enroll, "test": [s for s in dataset.query if s.pid in enrolled]}
+        for split, samples in self.samples.items():
+            if not samples:
+                raise UserError(f"dataset {dataset.root}: no {split} images ({SPLITS[split]} split{' with identities shared by gallery and query' if split != 'train' else ''}); check dataset.root")
+        if len(enrolled) < 2:
+            raise UserError(f"dataset {dataset.root}: the gallery and query share {len(enrolled)} identity; person recognition needs at least 2")
+        region = self.cfg.region
+        for split, samples in self.samples.items():
+            missing = [s for s in samples if s.annotations.get("head_box") is None]
+            if missing:
+                raise UserError(
+                    f"{len(missing)} of {len(samples)} {SPLITS[split]} images have no head_box annotation (e.g. {missing[0].relpath}); "
+                    "person-recognition needs a head box for every image: use dataset=synthetic or dataset=pipa, or supply dataset.annotations=FILE"
+                )
+            images = torch.from_numpy(load_person_images(samples, f"load {split}")).permute(0, 3, 1, 2).contiguous()
+            _, _, h, w = images.shape
+            self.images[split] = images
+            self.masks[split] = region_masks(samples, str(region.name), h, w, dilation=int(region.dilation), fallback="error")
+            self.head_masks[split] = region_masks(samples, "head", h, w, dilation=0)
+            self.boxes[split] = boxes_tensor([s.annotations["head_box"] for s in samples])
+            self.labels[split] = np.array([s.pid for s in samples])
+        log.info(
+            "person-recognition: %d train images / %d ids, %d enrollment / %d test images of %d ids (chance %.1f%%)",
+            len(self.samples["train"]), dataset.num_train_pids, len(self.samples["enroll"]), len(self.samples["test"]),
+            len(enrolled), 100.0 / len(enrolled),
+        )
+
+    def dataset_fingerprint(self) -> dict[str, Any]:
+        assert self.dataset is not None
+        files = [f"{s.relpath}:{s.pid}:{s.annotations['head_box']}" for split in SPLITS for s in self.samples[split]]
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files)}
+
+    # ---------------------------------------------------------------- anonymized sets
+    def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:
+        """The split anonymized by ``spec`` (cached in memory and on disk) and its cache key."""
+        if spec.is_identity:
+            return self.images[split], f"clean-{split}"
+        key = {"dataset": self.dataset_fingerprint(), "split": split, "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
+        if spec.stochastic:
+            key.update(seed=seed, batch_size=int(self.cfg.batch_size))
+        key = stable_hash(key)
+        if key in self._anonymized:
+            return self._anonymized[key], key
+        cached = self.cache.load_array("anonymized", key)
+        if cached is not None:
+            result = torch.from_numpy(cached)
+        else:
+            result = self._run_anonymizer(split, spec, seed)
+            self.cache.save_array("anonymized", key, result.numpy())
+        self._anonymized[key] = result
+        return result, key
+
+    def _run_anonymizer(self, split: str, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
+        anonymizer = spec.anonymizer
+        images, masks = self.images[split], self.masks[split]
+        annotations = [s.annotations for s in self.samples[split]]
+        if anonymizer.requires_fit:  # k-Same is defined on the closed set it anonymizes
+            anonymizer.fit(images.to(self.device), masks.to(self.device), annotations)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        batch = int(self.cfg.batch_size)
+        out = []
+        for start in tqdm(range(0, images.shape[0], batch), desc=f"{spec.label} {split}", unit="batch", leave=False):
+            stop = start + batch
+            result = anonymizer.anonymize(images[start:stop].to(self.device), masks[start:stop].to(self.device), annotations[start:stop], generator=generator)
+            out.append(result.cpu())
+        return torch.cat(out)
+
+    # ---------------------------------------------------------------- recognizers
+    def _adapted(self, attack: ThreatModel, spec: AnonymizerSpec) -> bool:
+        return attack.train == "anonymized" and not spec.is_identity
+
+    def recognizer(self, region: str, attack: ThreatModel, spec: AnonymizerSpec, seed: int) -> tuple[PersonRecognizer, str, float]:
+        """The region's feature extractor for this threat model; trained once per training data, config and seed."""
+        assert self.dataset is not None
+        adapted = self._adapted(attack, spec)
+        source: dict[str, Any] = {"images": "clean"}
+        if adapted:
+            source = {"images": "anonymized", "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
+            if spec.stochastic:
+                source["seed"] = seed
+        config = {k: v for k, v in self.recognizer_config.as_dict().items() if k != "svm_c"}
+        key = stable_hash({"protocol": "person-recognition", "version": self.version, "dataset": self.dataset_fingerprint(), "region": region, "train": source, "recognizer": config, "seed": seed})
+        if key in self._recognizers:
+            return self._recognizers[key], key, 0.0
+        started = time.perf_counter()
+        recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.dataset.num_train_pids, device=self.device, seed=seed)
+        path = self.cache.path("person_recognizers", key, ".pt")
+        if path.exists():
+            recognizer.load(path)
+        else:
+            images = self.anonymized("train", spec, seed)[0] if adapted else self.images["train"]
+            what = spec.label if adapted else "clean"
+            recognizer.fit(images, self.boxes["train"], torch.as_tensor(self.labels["train"]), description=f"train {region} recognizer ({what}, seed {seed})")
+            recognizer.save(path)
+        self._recognizers[key] = recognizer
+        return recognizer, key, time.perf_counter() - started
+
+    def _embed(self, recognizer: PersonRecognizer, recognizer_key: str, images: torch.Tensor, split: str, set_key: str) -> np.ndarray:
+        cache_key = (recognizer_key, set_key)
+        if cache_key not in self._features:
+            self._features[cache_key] = recognizer.embed(images, self.boxes[split], batch_size=max(64, int(self.cfg.batch_size)))
+        return self._features[cache_key]
+
+    def _svm(self, recognizer: PersonRecognizer, recognizer_key: str, enroll: torch.Tensor, enroll_key: str, seed: int) -> IdentitySVM:
+        cache_key = (recognizer_key, enroll_key)
+        if cache_key not in self._svms:
+            features = self._embed(recognizer, recognizer_key, enroll, "enroll", enroll_key)
+            self._svms[cache_key] = IdentitySVM(c=self.recognizer_config.svm_c, seed=seed).fit(features, self.labels["enroll"])
+        return self._svms[cache_key]
+
+    # ---------------------------------------------------------------- quality
+    def quality(self, test: torch.Tensor, test_key: str) -> dict[str, float]:
+        """Mean SSIM and mask-SSIM (on the anonymized region) of the anonymized test images."""
+        if test_key not in self._quality:
+            scores = image_quality_scores(self.images["test"], test, self.masks["test"])
+            mask_ssim = scores["mask_ssim"][np.isfinite(scores["mask_ssim"])]  # nan: an empty region
+            self._quality[test_key] = {"ssim": float(scores["ssim"].mean()), "mask_ssim": float(mask_ssim.mean()) if mask_ssim.size else math.nan}
+        return self._quality[test_key]
+
+    # ---------------------------------------------------------------- one grid cell
+    def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
+        assert self.dataset is not None
+        timer = time.perf_counter()
+        test, test_key = self.anonymized("test", anonymizer, seed)
+        adapted = self._adapted(attack, anonymizer)
+        enroll, enroll_key = self.anonymized("enroll", anonymizer, seed) if adapted else (self.images["enroll"], "clean-enroll")
+        durations = {"anonymize_s": time.perf_counter() - timer, "train_s": 0.0}
+        metrics: dict[str, float] = {}
+        keys: dict[str, str] = {}
+        timer = time.perf_counter()
+        for region in RECOGNIZER_REGIONS:
+            recognizer, key, train_s = self.recognizer(region, attack, anonymizer, seed)
+            durations["train_s"] += train_s
+            keys[region] = key
+            svm = self._svm(recognizer, key, enroll, enroll_key, seed)
+            predicted = svm.predict(self._embed(recognizer, key, test, "test", test_key))
+            metrics[METRIC_OF_REGION[region]] = accuracy(predicted, self.labels["test"])
+        durations["recognize_s"] = time.perf_counter() - timer - durations["train_s"]
+
+        timer = time.perf_counter()
+        body, body_key = self._recognizers[keys["body+head"]], keys["body+head"]
+        svm = self._svm(body, body_key, enroll, enroll_key, seed)
+        maps = saliency_maps(
+            lambda x, boxes: body.class_scores(x.to(self.device), boxes, svm), test, self.boxes["test"],
+            sigma=float(self.cfg.attention.sigma), batch_size=int(self.cfg.batch_size),
+        )
+        metrics["head_contribution"] = head_contribution(maps, self.head_masks["test"])
+        durations["attention_s"] = time.perf_counter() - timer
+
+        timer = time.perf_counter()
+        metrics.update(self.quality(test, test_key))
+        durations["quality_s"] = time.perf_counter() - timer
+        identities = len(set(self.labels["enroll"].tolist()))
+        return CellResult(
+            metrics=metrics,
+            durations=durations,
+            extra={
+                "num_train": len(self.samples["train"]), "num_enroll": len(self.samples["enroll"]), "num_test": len(self.samples["test"]),
+                "num_identities": identities, "chance": 1.0 / identities,
+                "recognizer_keys": keys,
+            },
+        )
