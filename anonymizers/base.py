@@ -29,6 +29,9 @@ class Anonymizer:
     #: parameters that get_params() reports; subclasses list theirs
     param_names: tuple[str, ...] = ()
     requires_fit: bool = False
+    #: True when fit() must see exactly the set that is then anonymized (k-same family);
+    #: protocols then fit on each split right before anonymizing it, instead of on train once
+    fits_on_anonymized_set: bool = False
     #: True when the output depends on the generator (cache keys then include the seed)
     stochastic: bool = False
     #: True only for the anonymizer that returns its input unchanged

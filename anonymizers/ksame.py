@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -121,6 +121,7 @@ class _KSameBase(Anonymizer):
     """Shared fit / lookup machinery of the k-Same family."""
 
     requires_fit = True
+    fits_on_anonymized_set = True
     name = "ksame"
 
     def __init__(self, *, k: int = DEFAULT_K) -> None:

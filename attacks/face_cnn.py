@@ -165,9 +165,9 @@ def _augment(x: torch.Tensor, config: FaceCNNConfig, generator: torch.Generator)
     s = config.shift
     if s > 0:
         padded = F.pad(x, (s, s, s, s), mode="replicate")
-        dy = torch.randint(0, 2 * s + 1, (b,), generator=generator).tolist()
-        dx = torch.randint(0, 2 * s + 1, (b,), generator=generator).tolist()
-        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+        dy = torch.randint(0, 2 * s + 1, (b, 1), generator=generator) + torch.arange(h)
+        dx = torch.randint(0, 2 * s + 1, (b, 1), generator=generator) + torch.arange(w)
+        x = padded[torch.arange(b)[:, None, None], :, dy[:, :, None], dx[:, None, :]].permute(0, 3, 1, 2)
     if config.jitter > 0:
         j = config.jitter
         gain = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * j
@@ -182,6 +182,11 @@ class FaceCNN(FaceRecognizer):
     """A face recognizer trained from scratch on the enrolment images it attacks with."""
 
     trainable = True
+
+    @classmethod
+    def config_defaults(cls) -> dict[str, Any]:
+        """The ``recognizer.cnn.*`` settings and their defaults."""
+        return FaceCNNConfig().as_dict()
 
     def __init__(self, device: str = "cpu", **params: Any) -> None:
         valid = {f.name for f in fields(FaceCNNConfig)}

@@ -122,10 +122,12 @@ class Market1501Reid(Protocol):
     def _run_anonymizer(self, split: str, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
         assert self.dataset is not None
         anonymizer = spec.anonymizer
-        if spec.label not in self._fitted:
+        images, masks, samples = self.images[split], self.masks[split], self.dataset.split(split)
+        if anonymizer.fits_on_anonymized_set:  # k-same: fitted on exactly the split it anonymizes
+            anonymizer.fit(images.to(self.device), masks.to(self.device), [s.annotations for s in samples])
+        elif anonymizer.requires_fit and spec.label not in self._fitted:
             anonymizer.fit(self.images["train"].to(self.device), self.masks["train"].to(self.device), [s.annotations for s in self.dataset.train])
             self._fitted.add(spec.label)
-        images, masks, samples = self.images[split], self.masks[split], self.dataset.split(split)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         batch = int(self.cfg.batch_size)
         out = []

@@ -120,8 +120,7 @@ def test_frontier_default_axes_and_pareto_front(runs):
     frontier = plots["frontier-rank1-ssim"]
     assert "x: adaptive R1 (market1501-reid on synthetic)" in frontier.caption and "y: SSIM (image-quality on synthetic)" in frontier.caption
     assert frontier.png.startswith(b"\x89PNG")
-    # adaptive rank1 (lower better) vs SSIM (higher better): blur (0.5, .70) is dominated by pixelate8? no: pixelate8 has
-    # higher rank1 (0.6) and higher SSIM (.75) -> both on the front; a point worse on both axes is not.
+    # rank1 lower is better, SSIM higher is better: each front point trades privacy for quality; "bad" is dominated
     points = {"none": (0.91, 1.0), "blur": (0.51, 0.7), "pixelate8": (0.61, 0.75), "mask": (0.21, 0.3), "bad": (0.7, 0.5)}
     assert pareto_front(points, x_higher_better=False, y_higher_better=True) == ["mask", "blur", "pixelate8", "none"]
     assert pareto_front(points, x_higher_better=True, y_higher_better=True) == ["none"]

@@ -20,6 +20,7 @@ from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import DATASETS
 from evalsuite.data import faces, synthetic_faces  # noqa: F401,E402  (face-folder, celeba, utkface, synthetic-faces)
 from evalsuite.data import pipa  # noqa: F401,E402  (pipa: PIPA-style person recognition)
+from evalsuite.data import detection_datasets  # noqa: F401,E402  (coco, wider-face, synthetic-coco)
 
 DEFAULT_MARKET_ROOT = "data/Market-1501-v15.09.15"
 

@@ -316,12 +316,40 @@ def sample_shot(ident: FaceIdentity, rng: np.random.Generator) -> Shot:
         necklace=st["necklace"] and bool(rng.random() < 0.8),
         necktie=st["necktie"] and bool(rng.random() < 0.8),
         light_angle=float(rng.uniform(0, 2 * math.pi)),
-        light_strength=float(rng.uniform(0.0, 0.45)),
-        gain=float(rng.uniform(0.72, 1.18)),
-        temperature=float(rng.normal(0, 0.05)),
+        light_strength=float(rng.uniform(0.0, 0.5)),
+        gain=float(rng.uniform(0.7, 1.2)),
+        temperature=float(rng.normal(0, 0.07)),
         blur=float(rng.uniform(1.3, 2.3) if rng.random() < 0.1 else rng.uniform(0.0, 0.8)),
         noise=float(rng.uniform(1.0, 5.0)),
     )
+
+
+def restyle(ident: FaceIdentity, rng: np.random.Generator) -> FaceIdentity:
+    """This image's look of ``ident``: people change hairstyle, shave, wear make-up or not.
+
+    With probability 0.3 the hair is restyled (bangs toggled, length one step shorter or
+    longer, volume changed); with 0.2 a man's facial hair is in another state; make-up and
+    lipstick are worn on most (not all) images of people who wear them, rarely by others.
+    """
+    style, g = dict(ident.style), dict(ident.geometry)
+    if style["hair_length"] != "bald" and rng.random() < 0.3:
+        if rng.random() < 0.5:
+            style["bangs"] = not style["bangs"]
+        else:
+            steps = ["short", "medium", "long"]
+            i = steps.index(style["hair_length"]) + (1 if rng.random() < 0.5 else -1)
+            style["hair_length"] = steps[min(max(i, 0), 2)]
+        g["hair_volume"] = float(np.clip(g["hair_volume"] + rng.normal(0, 0.05), 0.02, 0.25))
+    if ident.male and rng.random() < 0.2:
+        style["facial_hair"] = {"none": "stubble", "stubble": "none" if rng.random() < 0.5 else "beard", "beard": "stubble",
+                                "goatee": "stubble", "moustache": "none"}[style["facial_hair"]]
+    if not ident.male:
+        style["makeup"] = bool(rng.random() < (0.75 if ident.style["makeup"] else 0.1))
+        style["lipstick"] = bool(rng.random() < (0.8 if ident.style["lipstick"] else 0.1))
+    colours = dict(ident.colours)
+    colours["hair"] = np.clip(ident.colours["hair"] * rng.uniform(0.9, 1.1), 0, 255)
+    return FaceIdentity(number=ident.number, male=ident.male, age=ident.age, geometry=g, style=style, colours=colours,
+                        moles=ident.moles, freckles=ident.freckles)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -708,7 +736,10 @@ def _draw_hat(fp: FacePainter, ident: FaceIdentity) -> None:
 
 
 def render_face(ident: FaceIdentity, rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One RGB image (size x size, uint8) of ``ident`` and its annotations (landmarks in pixels)."""
+    """One RGB image (size x size, uint8) of ``ident`` and its annotations (landmarks in pixels).
+
+    ``meta["look"]`` is the identity as restyled for this image (its attributes are the image's)."""
+    ident = restyle(ident, rng)
     shot = sample_shot(ident, rng)
     cam = Camera(size, shot)
     painter = Painter(size, size)
@@ -754,6 +785,7 @@ def render_face(ident: FaceIdentity, rng: np.random.Generator, size: int) -> tup
                  "Wearing_Necklace": int(shot.necklace), "Wearing_Necktie": int(shot.necktie)},
         "pose": {"yaw": round(math.degrees(shot.yaw), 2), "pitch": round(math.degrees(shot.pitch), 2), "roll": round(math.degrees(shot.roll), 2)},
         "expression": {"smile": round(shot.smile, 3), "mouth_open": round(shot.mouth_open, 3)},
+        "look": ident,
     }
     return out, meta
 
@@ -795,7 +827,7 @@ def render_face_spec(spec: FaceImageSpec, config: FaceSyntheticConfig) -> tuple[
     """(RGB image, annotations) of one planned image: a pure function of ``(config, spec)``."""
     ident = sample_face_identity(config.seed, spec.identity)
     img, meta = render_face(ident, _rng(config.seed, _STREAM_IMAGE, spec.identity, spec.index), config.size)
-    attributes = {**identity_attributes(ident), **meta.pop("shot")}
+    attributes = {**identity_attributes(meta.pop("look")), **meta.pop("shot")}
     meta["celeba"] = {name: attributes[name] for name in CELEBA_ATTRIBUTES}
     meta["attributes"] = {"age": ident.age, "gender": "male" if ident.male else "female", "skin_tone": ident.style["skin_tone"],
                           "skin_tone_index": list(SKIN_TONES).index(ident.style["skin_tone"]), **meta.pop("pose"), **meta.pop("expression")}

@@ -120,7 +120,10 @@ def ms_ssim(
         return np.full(n, math.nan)
     weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=torch.float64)
     weights = weights / weights.sum()
-    win = _fspecial_gauss_1d(win_size, win_sigma).to(torch.float64).repeat([channels, 1, 1, 1])
+    # pytorch-msssim's window, renormalised in float64: its float32 taps sum to 1 only within ~1e-7,
+    # and SSIM's E[x^2] - mu^2 turns that into errors of ~1e-5 on uint8 images
+    win = _fspecial_gauss_1d(win_size, win_sigma).to(torch.float64)
+    win = (win / win.sum()).repeat([channels, 1, 1, 1])
     out = []
     for start in range(0, n, batch_size):
         x = originals[start:start + batch_size].to(torch.float64)

@@ -25,8 +25,9 @@ Aggregation = Literal["mean"]
 class MetricSpec:
     """One registered metric.
 
-    - ``category``: ``privacy`` (re-identification, leak rates, landmark success),
-      ``quality`` (fidelity/realism) or ``utility`` (downstream tasks).
+    - ``category``: ``privacy`` (re-identification, recognizer attention, leak rates),
+      ``quality`` (fidelity and realism, landmark detection success included) or ``utility``
+      (downstream tasks).
     - ``unit``: ``rate`` values lie in [0, 1] and are shown as percentages with one decimal;
       ``score`` values are shown as they are with ``decimals`` digits.
     - ``aggregation``: how seeds combine; ``mean`` reports mean ± standard error.

@@ -207,6 +207,7 @@ def frontier(x: ColumnRef, y: ColumnRef, identity: str | None = None) -> Plot | 
     ax.set_xlabel(axis_label(xspec, x.metric, x.attack))
     ax.set_ylabel(axis_label(yspec, y.metric, y.attack))
     ax.grid(alpha=0.3)
+    ax.margins(0.1)
     ax.set_title("privacy–utility frontier", fontsize=10)
     caption = f"x: {x.describe()}; y: {y.describe()}; one point per anonymizer (mean ± standard error over seeds)"
     if x.group.key != y.group.key:

@@ -1,0 +1,299 @@
+"""What the two downstream-detection protocols share: data, regions, detectors, caches, AP.
+
+Both read a detection dataset (``coco``, ``wider-face``, ``synthetic-coco``; ``dataset=synthetic``
+means ``synthetic-coco``), anonymize each person (``region.name=body``) or face
+(``region.name=face``) of an image on its own, and score a detector with COCO box AP
+(:mod:`evalsuite.metrics.detection`). They differ in where the anonymized data goes:
+``detection-validate`` feeds it to a fixed detector, ``detection-train`` trains a detector on
+it and validates on the original images.
+
+Caches (``cache_dir``): trained detectors under ``detectors/<key>.pt`` and detections under
+``detections/<key>.json``, keyed by a hash of everything that produced them (dataset
+fingerprint, anonymizer and parameters, region, detector settings, seed). A detector trained
+on clean images is the same file for both protocols.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from evalsuite.components import AnonymizerSpec
+from evalsuite.config import stable_hash, to_plain
+from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
+from evalsuite.data.market1501 import read_image
+from evalsuite.detection.instances import anonymize_instances, image_generator, instance_regions, resolve_region
+from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, predict, train_detector
+from evalsuite.errors import UserError
+from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
+from evalsuite.protocol import Protocol
+from evalsuite.registry import DATASETS
+from evalsuite.store import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: bump when training or detection changes in a way the cache keys do not capture
+TRAINER_VERSION = 1
+#: splits with at most this many images are decoded once and kept in memory
+MEMORY_IMAGES = 4000
+#: image size (short side, long side cap) of trained detectors on datasets of mixed sizes
+MIXED_SIZE_DEFAULT = (800, 1333)
+DETECTION_DATASETS = "coco, wider-face or synthetic (synthetic-coco)"
+
+
+def trainable_defaults() -> dict[str, Any]:
+    return TrainableConfig().as_dict()
+
+
+class DetectionProtocol(Protocol):
+    """Base class: subclasses set ``splits_needed`` and implement ``evaluate``."""
+
+    version = "1"
+    metrics = DETECTION_METRICS
+    supported_attacks = ("none",)
+    dataset_aliases = {"synthetic": "synthetic-coco"}
+    table_metrics = ("ap", "ap50", "ap_person", "ap_face")
+    splits_needed: ClassVar[tuple[str, ...]] = ("val",)
+
+    @classmethod
+    def base_config(cls, detector: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "dataset": {"name": "synthetic-coco"},
+            "anonymizers": ["none", "blur", "pixelate8", "pixelate16", "mask"],
+            "attacks": ["none"],
+            "region": {"name": "auto", "dilation": 2},
+            "detector": detector,
+            "table": {"metrics": list(cls.table_metrics)},
+        }
+
+    def __init__(self, cfg, cache) -> None:
+        super().__init__(cfg, cache)
+        self.device = str(cfg.device)
+        self.dataset: DetectionDataset | None = None
+        self.splits: dict[str, DetectionSplit] = {}
+        self.region = "auto"
+        self.dilation = 0
+        self._images: dict[str, list[torch.Tensor]] = {}
+        self._fingerprint: dict[str, Any] | None = None
+        self._models: dict[str, nn.Module] = {}
+
+    # ---------------------------------------------------------------- preparation
+    def prepare(self) -> None:
+        name = str(self.cfg.dataset.name)
+        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
+        dataset = DATASETS.build(name, **params)
+        if not isinstance(dataset, DetectionDataset):
+            raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
+        self.dataset = dataset
+        for split in self.splits_needed:
+            data = dataset.split(split)
+            if not data.images:
+                raise UserError(f"the {split} split of {dataset.name} ({data.source}) has no images")
+            self.splits[split] = data
+        val = self.splits["val"]
+        if not any(not a.get("iscrowd", 0) for a in val.coco["annotations"]):
+            raise UserError(f"the val split of {dataset.name} ({val.source}) has no (non-crowd) annotation to compute AP on")
+        dilation = self.cfg.region.dilation
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
+            raise UserError(f"region.dilation must be a non-negative number of pixels, got {dilation!r}")
+        self.dilation = int(dilation)
+        self.region = resolve_region(str(self.cfg.region.name), val)
+        for split in self.splits.values():
+            resolve_region(self.region, split)
+        log.info("%s on %s: region %s; %s", self.cfg.protocol, dataset.name, self.region, "; ".join(s.summary() for s in self.splits.values()))
+
+    def dataset_label(self) -> str:
+        return str(self.cfg.dataset.name)
+
+    def dataset_fingerprint(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            assert self.dataset is not None
+            splits = {}
+            for name, split in self.splits.items():
+                images = [(img["id"], img["file_name"], img["width"], img["height"]) for img in split.images]
+                anns = [(a["image_id"], a["category_id"], [round(float(v), 2) for v in a["bbox"]], int(a.get("iscrowd", 0))) for a in split.coco["annotations"]]
+                splits[name] = stable_hash({"images": images, "annotations": anns})
+            self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
+        return self._fingerprint
+
+    # ---------------------------------------------------------------- images
+    def image(self, split: str, index: int) -> torch.Tensor:
+        """Image ``index`` of ``split`` as uint8 (3, H, W); small splits stay in memory."""
+        data = self.splits[split]
+        cached = self._images.get(split)
+        if cached is not None and cached[index] is not None:
+            return cached[index]
+        info = data.images[index]
+        array = read_image(data.image_path(info))
+        if array.shape[:2] != (info["height"], info["width"]):
+            raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
+        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        if len(data.images) <= MEMORY_IMAGES:
+            self._images.setdefault(split, [None] * len(data.images))[index] = tensor  # type: ignore[list-item]
+        return tensor
+
+    def anonymized_image(self, split: str, index: int, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
+        """Image ``index`` of ``split`` with every instance of the region anonymized by ``spec``."""
+        image = self.image(split, index)
+        if spec.is_identity:
+            return image
+        if spec.anonymizer.requires_fit:
+            raise UserError(f"anonymizer {spec.label} must be fitted on training data, which the detection protocols do not do; choose anonymizers that need no fitting")
+        data = self.splits[split]
+        info = data.images[index]
+        regions = instance_regions(data, info, self.region, self.dilation)
+        if not regions:
+            return image
+        generator = image_generator(seed, info["id"]) if spec.stochastic else None
+        return anonymize_instances(spec.anonymizer, image.to(self.device), regions, generator).cpu()
+
+    # ---------------------------------------------------------------- trained detectors
+    def trainable_config(self) -> TrainableConfig:
+        return TrainableConfig.from_dict(to_plain(self.cfg.detector))
+
+    def categories(self) -> list[str]:
+        """Category names a trained detector learns: the train split's (val's when validating only)."""
+        split = self.splits.get("train") or self.splits["val"]
+        return split.category_names()
+
+    def image_size(self, cfg: TrainableConfig, split: DetectionSplit) -> tuple[int, int]:
+        """``(height, width)`` a detector is built for (``min_size`` / ``max_size`` 0 = this size)."""
+        sizes = {(img["height"], img["width"]) for img in split.images}
+        if len(sizes) == 1:
+            return next(iter(sizes))
+        if not (cfg.min_size and cfg.max_size):
+            log.info("%s has images of several sizes: a trained detector resizes them to short side %d, long side <= %d (detector.min_size / max_size)", split.name, *MIXED_SIZE_DEFAULT)
+        return MIXED_SIZE_DEFAULT
+
+    def target(self, split: str, index: int, categories: list[str]) -> dict[str, torch.Tensor]:
+        """Training target of one image: xyxy boxes and 1-based labels of its non-crowd objects."""
+        data = self.splits[split]
+        label_of = {data.category_id(name): i + 1 for i, name in enumerate(categories)}
+        boxes, labels = [], []
+        for ann in data.annotations(data.images[index]["id"]):
+            label = label_of.get(ann["category_id"])
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            if label is None or ann.get("iscrowd", 0) or w < 1 or h < 1:
+                continue
+            boxes.append([x, y, x + w, y + h])
+            labels.append(label)
+        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64)}
+
+    def detector_key(self, source: dict[str, Any], seed: int) -> str:
+        cfg = self.trainable_config()
+        return stable_hash({
+            "kind": "trained-detector", "trainer_version": TRAINER_VERSION, "dataset": self.dataset_fingerprint(),
+            "train": source, "detector": cfg.training_key(), "categories": self.categories(), "seed": seed,
+        })
+
+    def trained_detector(self, spec: AnonymizerSpec | None, seed: int) -> tuple[nn.Module, str, float]:
+        """A detector trained on the train split, anonymized by ``spec`` (clean when None or
+        ``none``); trained once per data, settings and seed, then read from the cache."""
+        cfg = self.trainable_config()
+        clean = spec is None or spec.is_identity
+        source = {"images": "clean"} if clean else {"images": "anonymized", "anonymizer": spec.key(), "region": self.region, "dilation": self.dilation}
+        key = self.detector_key(source, seed)
+        if key in self._models:
+            return self._models[key], key, 0.0
+        categories = self.categories()
+        train = self.splits["train"]
+        torch.manual_seed(seed)
+        model = build_detector(cfg, len(categories), self.image_size(cfg, train))
+        path = self.cache.path("detectors", key, ".pt")
+        started = time.perf_counter()
+        if path.exists():
+            model.load_state_dict(load_state_dict(path, f"the cached detector {path}"))
+            model.to(self.device).eval()
+        else:
+            if clean:
+                sample: Callable[[int], Any] = lambda i: (self.image("train", i), self.target("train", i, categories))  # noqa: E731
+            else:
+                assert spec is not None
+                sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.target("train", i, categories))  # noqa: E731
+                sample = _memoized(sample, len(train.images))
+            what = "clean" if clean else spec.label  # type: ignore[union-attr]
+            stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
+            log.info("trained %s on %s images (seed %d): %d iterations in %.0f s, final loss %.3f", cfg.arch, what, seed, stats["iterations"], stats["train_s"], stats["final_loss"])
+            with atomic_path(path) as tmp:
+                torch.save(model.state_dict(), tmp)
+        self._models[key] = model
+        return model, key, time.perf_counter() - started
+
+    def load_detector_weights(self, path: str) -> tuple[nn.Module, str]:
+        """A trained detector read from ``detector.weights`` (a state dict of this architecture)."""
+        from pathlib import Path
+
+        cfg = self.trainable_config()
+        categories = self.categories()
+        file = Path(path).expanduser()
+        key = stable_hash({"kind": "detector-weights", "file": str(file.absolute()), "size": file.stat().st_size if file.exists() else None,
+                           "mtime_ns": file.stat().st_mtime_ns if file.exists() else None, "detector": cfg.as_dict(), "categories": categories})
+        if key not in self._models:
+            model = build_detector(cfg, len(categories), self.image_size(cfg, self.splits["val"]))
+            state = load_state_dict(path, "detector.weights")
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise UserError(
+                    f"detector.weights={path} does not fit a {cfg.arch} / {cfg.backbone} detector for categories {categories} "
+                    f"(detector.arch, detector.backbone, detector.fpn_channels, detector.head_convs must match how it was trained): {str(exc).splitlines()[0]}"
+                ) from None
+            self._models[key] = model.to(self.device).eval()
+        return self._models[key], key
+
+    # ---------------------------------------------------------------- detections and AP
+    def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str) -> list[dict[str, Any]]:
+        """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
+        data = self.splits[split]
+        cat_ids = [data.category_id(name) for name in categories]
+        batch = max(1, int(self.cfg.batch_size) // 4)
+        results: list[dict[str, Any]] = []
+        for start in tqdm(range(0, len(data.images), batch), desc=description, unit="batch", leave=False):
+            indices = range(start, min(start + batch, len(data.images)))
+            outputs = predict(model, [images(i) for i in indices], self.device)
+            for i, out in zip(indices, outputs):
+                image_id = data.images[i]["id"]
+                for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
+                    if 1 <= label <= len(cat_ids) and cat_ids[label - 1] is not None:
+                        results.append({"image_id": image_id, "category_id": cat_ids[label - 1],
+                                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
+        return results
+
+    def cached_detections(self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
+        """Detections stored under the hash of ``key`` (computed and stored when absent)."""
+        path = self.cache.path("detections", stable_hash(key), ".json")
+        if path.exists():
+            try:
+                return json.loads(path.read_text()), True
+            except (json.JSONDecodeError, OSError):
+                path.unlink(missing_ok=True)
+        detections = compute()
+        atomic_write_text(path, json.dumps(detections, separators=(",", ":")))
+        return detections, False
+
+    def scores(self, split: str, detections: list[dict[str, Any]], categories: list[str]) -> dict[str, float]:
+        """COCO AP of ``detections`` on ``split`` restricted to ``categories``."""
+        data = self.splits[split]
+        gt = keep_categories(data.coco, [c for c in categories if data.category_id(c) is not None], data.source or split)
+        if not any(not a.get("iscrowd", 0) for a in gt["annotations"]):
+            raise UserError(f"the {split} split of {data.source or split} has no {', '.join(categories)} annotation to compute AP on")
+        return coco_detection_scores(gt, detections)
+
+
+def _memoized(sample: Callable[[int], Any], count: int) -> Callable[[int], Any]:
+    """``sample`` computed once per index when the split is small enough to keep in memory."""
+    if count > MEMORY_IMAGES:
+        return sample
+    store: dict[int, Any] = {}
+
+    def wrapped(i: int) -> Any:
+        if i not in store:
+            store[i] = sample(i)
+        return store[i]
+
+    return wrapped
