@@ -41,9 +41,9 @@ class FaceCNNConfig:
     """Everything that determines a trained ``cnn`` recognizer (part of its cache key)."""
 
     input_size: int = 56
-    width: int = 16
+    width: int = 8  # channels of the first stage (8w in the last); 16 is ~7 points more accurate at 2.5x the CPU time
     embedding_dim: int = 128
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9

@@ -54,7 +54,7 @@ class RecognizerConfig:
     model: str = "convnet"
     channels: int = 16  # width of the first stage; stages have 1x, 2x, 4x, 4x
     embedding_dim: int = 128
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 0.003
     weight_decay: float = 5e-4

@@ -24,7 +24,7 @@ def random_extractor():
 
 @pytest.fixture(scope="module")
 def sets():
-    originals = textured(24, 0)
+    originals = textured(16, 0)
     masked = originals.clone()
     masked[:, :, 4:28, 6:26] = 127
     shifted = (originals.int() + 40).clamp(0, 255).to(torch.uint8)

@@ -36,9 +36,10 @@ def test_mean_and_sem():
 
 
 def test_markdown_table_layout_and_values():
-    rows = [_row("1", "none", r1=0.9), _row("2", "blur", r1=0.5), _row("3", "blur", seed=1, r1=0.7), _row("4", "blur", "adaptive", r1=0.8)]
+    rows = [_row("1", "none", r1=0.9), _row("1b", "none", seed=1, r1=0.9), _row("2", "blur", r1=0.5), _row("3", "blur", seed=1, r1=0.7), _row("4", "blur", "adaptive", r1=0.8)]
     table = markdown_table(rows, ["none", "blur"], ["naive", "adaptive"], ["rank1", "mAP"])
     lines = table.splitlines()
     assert lines[0] == "| Anonymizer | naive R1 ↓ | naive mAP ↓ | adaptive R1 ↓ | adaptive mAP ↓ |"
-    assert lines[2].startswith("| none | 90.0 | 45.0 | – | – |")
-    assert lines[3] == "| blur | 60.0 ± 10.0 | 30.0 ± 5.0 | 80.0 | 40.0 |"
+    assert lines[2] == "| none | 90.0 ± 0.0 | 45.0 ± 0.0 | – | – |"
+    # blur / adaptive has seed 0 only while the run has seeds 0 and 1: shown as incomplete, never averaged
+    assert lines[3] == "| blur | 60.0 ± 10.0 | 30.0 ± 5.0 | incomplete (1/2 seeds) | incomplete (1/2 seeds) |"

@@ -52,7 +52,7 @@ class TrainableConfig:
     max_size: int = 0  # cap of the longer side; 0 = keep the dataset's size
     epochs: int = 12
     batch_size: int = 8
-    lr: float = 0.002
+    lr: float = 0.02
     weight_decay: float = 0.0001
     warmup_iters: int = 100
     hflip: bool = True

@@ -6,13 +6,15 @@ convolutional backbone from torchvision's ImageNet weights, which torchvision do
 Here the LPIPS model is built with a randomly initialised backbone (``pnet_rand=True``,
 so nothing downloads behind our back) and the backbone weights are then loaded, with
 ``torch.load(..., weights_only=True)``, from ``lpips.backbone_weights`` or the torch hub
-cache (``$TORCH_HOME/hub/checkpoints``), downloading there when allowed. When the file is
+cache (``$TORCH_HOME/hub/checkpoints``), downloading there when allowed. The file is a
+torchvision state dict; only its ``features.*`` entries are used (each must fit). When the file is
 absent the metric is unavailable: one line names the file, where it was looked for and the
 key, and the LPIPS cell stays empty; it is never computed with a random backbone.
 """
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +30,7 @@ LPIPS_KEY = "lpips.backbone_weights"
 
 
 def _backbones() -> dict[str, tuple[str, Callable[[], torch.nn.Module]]]:
-    """LPIPS net name -> (torchvision ImageNet weights URL, constructor of the torchvision model)."""
+    """LPIPS net name -> (torchvision ImageNet weights URL, the torchvision model it comes from)."""
     from torchvision import models
 
     return {
@@ -56,16 +58,17 @@ class LPIPSMetric:
         what = f"LPIPS {net} backbone (torchvision ImageNet)"
         path = resolve_weights(url, backbone_weights, LPIPS_KEY, what, download)  # WeightsUnavailable when absent
         state = load_state_dict(path, what, LPIPS_KEY)
-        reference = constructor()
-        try:
-            reference.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UserError(f"{what} weights {path} (config key {LPIPS_KEY}) do not fit torchvision's {constructor.__name__}: {str(exc).splitlines()[0]}") from None
-        self.model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        features = reference.features
-        for slice_ in self.model.net.children():  # lpips slices hold torchvision's feature layers by index
+        with warnings.catch_warnings():  # lpips still passes torchvision's deprecated pretrained=False
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        for slice_ in self.model.net.children():  # lpips slices hold torchvision's `features` layers by index
             for index, layer in slice_.named_children():
-                layer.load_state_dict(features[int(index)].state_dict())
+                expected = layer.state_dict()
+                prefix = f"features.{index}."
+                given = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                if set(given) != set(expected) or any(given[k].shape != expected[k].shape for k in expected):
+                    raise UserError(f"{what} weights {path} (config key {LPIPS_KEY}) do not fit torchvision's {constructor.__name__}: layer features.{index} expects {sorted(expected)} with shapes {[tuple(v.shape) for v in expected.values()]}")
+                layer.load_state_dict(given)
         self.model.requires_grad_(False).eval().to(device)
         self.net, self.weights_path, self.device = net, path, device
 

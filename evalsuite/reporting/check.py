@@ -70,7 +70,7 @@ class Comparison:
     current_sem: float | None = None
     tolerance: float = 0.0
     z: float | None = None
-    status: str = "ok"  # ok | improved | worse | changed | missing | incomplete | new
+    status: str = "ok"  # ok | improved | insignificant | worse | changed | missing | incomplete | new
 
     @property
     def delta(self) -> float | None:
@@ -189,8 +189,8 @@ def _compare_cell(group: Group, base: BaselineGroup, cell, tolerances: Tolerance
         comp.status = "changed" if abs(delta) > tolerance + EPS and significant else "ok"
         return comp
     worsening = -delta if higher else delta
-    if worsening > tolerance + EPS and significant:
-        comp.status = "worse"
+    if worsening > tolerance + EPS:
+        comp.status = "worse" if significant else "insignificant"  # worse, but within the seeds' noise
     elif -worsening > tolerance + EPS and significant:
         comp.status = "improved"
     return comp
