@@ -27,7 +27,7 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
 from evalsuite.data.market1501 import read_image
-from evalsuite.detection.instances import anonymize_instances, image_generator, instance_regions, resolve_region
+from evalsuite.detection.instances import REGION_NAMES, anonymize_instances, image_generator, instance_regions, resolve_region
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, predict, train_detector
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
@@ -85,8 +85,18 @@ class DetectionProtocol(Protocol):
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
         name = str(self.cfg.dataset.name)
+        if str(self.cfg.region.name) not in REGION_NAMES:
+            raise UserError(f"region.name={self.cfg.region.name!r} is not a detection region; use one of {', '.join(REGION_NAMES)}")
+        dilation = self.cfg.region.dilation
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
+            raise UserError(f"region.dilation must be a non-negative number of pixels, got {dilation!r}")
+        self.dilation = int(dilation)
+        entry = DATASETS.get(name)
+        declared = _return_type(entry.factory)
+        if declared is not None and not (isinstance(declared, type) and issubclass(declared, DetectionDataset)):
+            raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
         params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        dataset = DATASETS.build(name, **params)
+        dataset = entry.build(**params)
         if not isinstance(dataset, DetectionDataset):
             raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
         self.dataset = dataset
@@ -98,10 +108,6 @@ class DetectionProtocol(Protocol):
         val = self.splits["val"]
         if not any(not a.get("iscrowd", 0) for a in val.coco["annotations"]):
             raise UserError(f"the val split of {dataset.name} ({val.source}) has no (non-crowd) annotation to compute AP on")
-        dilation = self.cfg.region.dilation
-        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
-            raise UserError(f"region.dilation must be a non-negative number of pixels, got {dilation!r}")
-        self.dilation = int(dilation)
         self.region = resolve_region(str(self.cfg.region.name), val)
         for split in self.splits.values():
             resolve_region(self.region, split)
@@ -283,6 +289,16 @@ class DetectionProtocol(Protocol):
         if not any(not a.get("iscrowd", 0) for a in gt["annotations"]):
             raise UserError(f"the {split} split of {data.source or split} has no {', '.join(categories)} annotation to compute AP on")
         return coco_detection_scores(gt, detections)
+
+
+def _return_type(factory: Callable[..., Any]) -> Any:
+    """The return annotation of a dataset factory (None when it has none or it cannot be read)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotations: decide after building
+        return None
 
 
 def _memoized(sample: Callable[[int], Any], count: int) -> Callable[[int], Any]:

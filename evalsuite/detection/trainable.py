@@ -72,8 +72,8 @@ class TrainableConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UserError(f"detector.{name} must be a non-negative integer, got {value!r}")
-        if self.fpn_channels % 32 and self.arch != "fasterrcnn":
-            raise UserError(f"detector.fpn_channels={self.fpn_channels} must be a multiple of 32 (GroupNorm in the {self.arch} head)")
+        if self.arch != "fasterrcnn" and (self.fpn_channels % 32 or self.fpn_channels < 64):
+            raise UserError(f"detector.fpn_channels={self.fpn_channels} must be a multiple of 32 and at least 64 (GroupNorm with 32 groups in the {self.arch} head)")
         for name in ("lr", "weight_decay", "score_threshold"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -149,7 +149,10 @@ def _resnet_body(cfg: TrainableConfig) -> tuple[nn.Module, list[int], bool]:
     body = getattr(resnet, cfg.backbone)(weights=None, norm_layer=norm_layer)
     if pretrained:
         state = load_state_dict(cfg.backbone_weights, "detector.backbone_weights")  # type: ignore[arg-type]
-        result = body.load_state_dict(state, strict=False)
+        try:
+            result = body.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of the wrong shape
+            raise UserError(f"detector.backbone_weights={cfg.backbone_weights} does not hold {cfg.backbone} ImageNet weights: {str(exc).splitlines()[-1].strip()}") from None
         missing = [k for k in result.missing_keys if not k.startswith("fc.")]
         if missing or not any(k.startswith("layer4.") for k in state):
             raise UserError(

@@ -9,12 +9,14 @@ MS-SSIM (Wang et al. 2003) is pytorch-msssim's ``ms_ssim``: 11x11 Gaussian windo
 (unpadded) filtering needs the smaller image side to exceed ``(11 - 1) * 2**4 = 160``
 pixels at five scales. For smaller images (Market-1501 crops are 128x64) we keep the
 window and use fewer scales: the largest ``L`` with ``min(H, W) > 10 * 2**(L - 1)``
-(3 scales for 64 px), with the first ``L`` weights renormalised to sum to 1 (as
-torchmetrics does when given shorter ``betas``). pytorch-msssim's public function asserts
+(3 scales for 64 px), with the first ``L`` weights renormalised to sum to 1 (so that the
+value stays a weighted geometric mean). pytorch-msssim's public function asserts
 five scales, so for ``L < 5`` the scales are combined here from its per-scale ``_ssim``,
 exactly as its ``ms_ssim`` does (tests check both paths against it and against an
 independent NumPy implementation). The number of scales used is reported by
-:func:`ms_ssim_levels`; values from different scale counts are not comparable.
+:func:`ms_ssim_levels`; values from different scale counts are not comparable. The window is
+pytorch-msssim's, renormalised in float64: its float32 taps sum to 1 only within ~1e-7,
+which SSIM's ``E[x^2] - mu^2`` turns into differences of ~1e-5 on uint8 images.
 """
 from __future__ import annotations
 
