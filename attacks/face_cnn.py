@@ -167,7 +167,7 @@ def _augment(x: torch.Tensor, config: FaceCNNConfig, generator: torch.Generator)
         padded = F.pad(x, (s, s, s, s), mode="replicate")
         dy = torch.randint(0, 2 * s + 1, (b, 1), generator=generator) + torch.arange(h)
         dx = torch.randint(0, 2 * s + 1, (b, 1), generator=generator) + torch.arange(w)
-        x = padded[torch.arange(b)[:, None, None], :, dy[:, :, None], dx[:, None, :]].permute(0, 3, 1, 2)
+        x = padded[torch.arange(b)[:, None, None], :, dy[:, :, None], dx[:, None, :]].permute(0, 3, 1, 2).contiguous()
     if config.jitter > 0:
         j = config.jitter
         gain = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * j

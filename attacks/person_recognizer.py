@@ -25,6 +25,7 @@ Images enter as uint8 ``(B, 3, H, W)``; the ImageNet mean/std normalisation happ
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -84,12 +85,16 @@ class RecognizerConfig:
                 raise UserError(f"attacker.{name}={value!r} must be a positive integer")
         if min(self.head_size, self.body_height, self.body_width) < 8:
             raise UserError("attacker.head_size, attacker.body_height and attacker.body_width must be >= 8 pixels (three 2x poolings)")
-        for name in ("lr", "svm_c"):
+        for name in ("lr", "svm_c", "weight_decay", "label_smooth"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise UserError(f"attacker.{name}={value!r} must be a positive number")
-        if not 0 <= self.label_smooth < 1 or self.weight_decay < 0 or self.random_shift < 0:
-            raise UserError("attacker.label_smooth must be in [0, 1), attacker.weight_decay and attacker.random_shift >= 0")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (value == 0 and name in ("lr", "svm_c")):
+                raise UserError(f"attacker.{name}={value!r} must be a {'positive' if name in ('lr', 'svm_c') else 'non-negative'} number")
+        if self.label_smooth >= 1:
+            raise UserError(f"attacker.label_smooth={self.label_smooth!r} must be in [0, 1)")
+        if isinstance(self.random_shift, bool) or not isinstance(self.random_shift, int) or self.random_shift < 0:
+            raise UserError(f"attacker.random_shift={self.random_shift!r} must be a non-negative integer (pixels)")
+        if not isinstance(self.random_flip, bool):
+            raise UserError(f"attacker.random_flip={self.random_flip!r} must be true or false")
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:

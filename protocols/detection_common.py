@@ -39,15 +39,16 @@ log = logging.getLogger(__name__)
 
 #: bump when training or detection changes in a way the cache keys do not capture
 TRAINER_VERSION = 1
-#: splits with at most this many images are decoded once and kept in memory
-MEMORY_IMAGES = 4000
+#: splits whose decoded images take at most this many bytes are decoded once and kept in memory
+MEMORY_BYTES = 2 * 1024**3
 #: image size (short side, long side cap) of trained detectors on datasets of mixed sizes
 MIXED_SIZE_DEFAULT = (800, 1333)
 DETECTION_DATASETS = "coco, wider-face or synthetic (synthetic-coco)"
 
 
 def trainable_defaults() -> dict[str, Any]:
-    return TrainableConfig().as_dict()
+    """``detector.*`` keys of a trained detector; ``categories: null`` = all of the dataset's."""
+    return {"categories": None, **TrainableConfig().as_dict()}
 
 
 class DetectionProtocol(Protocol):
@@ -81,6 +82,7 @@ class DetectionProtocol(Protocol):
         self._images: dict[str, list[torch.Tensor]] = {}
         self._fingerprint: dict[str, Any] | None = None
         self._models: dict[str, nn.Module] = {}
+        self._in_memory: dict[str, bool] = {}
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -111,6 +113,7 @@ class DetectionProtocol(Protocol):
         self.region = resolve_region(str(self.cfg.region.name), val)
         for split in self.splits.values():
             resolve_region(self.region, split)
+        self.categories()  # a bad detector.categories fails here
         log.info("%s on %s: region %s; %s", self.cfg.protocol, dataset.name, self.region, "; ".join(s.summary() for s in self.splits.values()))
 
     def dataset_label(self) -> str:
@@ -139,7 +142,7 @@ class DetectionProtocol(Protocol):
         if array.shape[:2] != (info["height"], info["width"]):
             raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
         tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-        if len(data.images) <= MEMORY_IMAGES:
+        if self._in_memory.setdefault(split, fits_in_memory(data)):
             self._images.setdefault(split, [None] * len(data.images))[index] = tensor  # type: ignore[list-item]
         return tensor
 
@@ -163,9 +166,17 @@ class DetectionProtocol(Protocol):
         return TrainableConfig.from_dict(to_plain(self.cfg.detector))
 
     def categories(self) -> list[str]:
-        """Category names a trained detector learns: the train split's (val's when validating only)."""
+        """Category names a trained detector learns: ``detector.categories``, or all of the train
+        split's (val's when validating only)."""
         split = self.splits.get("train") or self.splits["val"]
-        return split.category_names()
+        wanted = self.cfg.detector.get("categories")
+        if wanted is None:
+            return split.category_names()
+        names = [str(c) for c in wanted]
+        missing = [n for n in names if split.category_id(n) is None]
+        if missing or not names:
+            raise UserError(f"detector.categories={names} names {', '.join(missing) or 'nothing'}; {split.source or split.name} has {', '.join(split.category_names())}")
+        return names
 
     def image_size(self, cfg: TrainableConfig, split: DetectionSplit) -> tuple[int, int]:
         """``(height, width)`` a detector is built for (``min_size`` / ``max_size`` 0 = this size)."""
@@ -221,7 +232,7 @@ class DetectionProtocol(Protocol):
             else:
                 assert spec is not None
                 sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.target("train", i, categories))  # noqa: E731
-                sample = _memoized(sample, len(train.images))
+                sample = sample if not fits_in_memory(train) or cfg.workers else _memoized(sample)
             what = "clean" if clean else spec.label  # type: ignore[union-attr]
             stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
             log.info("trained %s on %s images (seed %d): %d iterations in %.0f s, final loss %.3f", cfg.arch, what, seed, stats["iterations"], stats["train_s"], stats["final_loss"])
@@ -301,10 +312,13 @@ def _return_type(factory: Callable[..., Any]) -> Any:
         return None
 
 
-def _memoized(sample: Callable[[int], Any], count: int) -> Callable[[int], Any]:
-    """``sample`` computed once per index when the split is small enough to keep in memory."""
-    if count > MEMORY_IMAGES:
-        return sample
+def fits_in_memory(split: DetectionSplit) -> bool:
+    """True when the split's decoded images fit in :data:`MEMORY_BYTES`."""
+    return sum(3 * img["width"] * img["height"] for img in split.images) <= MEMORY_BYTES
+
+
+def _memoized(sample: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``sample`` computed once per index (anonymized training images of a small split)."""
     store: dict[int, Any] = {}
 
     def wrapped(i: int) -> Any:

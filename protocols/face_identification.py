@@ -8,8 +8,8 @@ probe faces is anonymized and a face recognizer (``recognizer.name``: ``cnn`` tr
 **Split rule** (closed set; ``split.*``). Identities with fewer than ``split.min_images``
 images are dropped; ``split.max_identities`` keeps a seeded random subset of the rest. Each
 identity's images (sorted by path) are shuffled with ``np.random.default_rng([split.seed,
-sha1(identity)])`` and the first ``round(n * split.enrol_fraction)`` (at least 1, at most
-n - 1) become its *enrolment* images, the rest its *probe* images. The dataset's own
+sha1(identity)])`` and the first ``n * split.enrol_fraction`` rounded half up (at least 1, at
+most n - 1) become its *enrolment* images, the rest its *probe* images. The dataset's own
 partition (CelebA's train/val/test, which splits identities) is ignored unless
 ``split.partitions`` names the ones to keep. The split depends on ``split.*`` only, never
 on the run seed.
@@ -57,6 +57,7 @@ import hashlib
 import inspect
 import logging
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -65,6 +66,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from attacks.face_recognizer import FaceRecognizer
@@ -155,7 +158,7 @@ def closed_set_split(dataset: FaceDataset, enrol_fraction: float, seed: int, min
         order = [samples[i] for i in rng.permutation(len(samples))]
         if max_images_per_identity is not None:
             order = order[:max(2, max_images_per_identity)]
-        n_enrol = min(len(order) - 1, max(1, int(round(len(order) * enrol_fraction))))
+        n_enrol = min(len(order) - 1, max(1, int(np.floor(len(order) * enrol_fraction + 0.5))))
         enrol += order[:n_enrol]
         probe += order[n_enrol:]
     return enrol, probe, names
@@ -197,6 +200,7 @@ class FaceIdentification(Protocol):
         self._anonymized: dict[str, torch.Tensor] = {}
         self._recognizers: dict[str, FaceRecognizer] = {}
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
+        self._classifiers: dict[tuple[str, str, int], Any] = {}
 
     # ---------------------------------------------------------------- configuration
     @property
@@ -437,18 +441,20 @@ class FaceIdentification(Protocol):
         embed_s = time.perf_counter() - timer
         timer = time.perf_counter()
         y_enrol, y_probe = self.labels["enrol"], self.labels["probe"]
-        classifier = self._classifier(seed)
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            classifier.fit(enrol_emb, y_enrol)
-        metrics = {"top1": top1_accuracy(classifier.predict(probe_emb), y_probe)}
-        templates, classes = identity_templates(enrol_emb, y_enrol)
-        genuine, scores = verification_pairs(probe_emb, y_probe, templates, classes)
-        verification, extra = verification_metrics(genuine, scores)
+        # single-threaded BLAS: these problems are small, and spinning BLAS threads on a busy
+        # machine made a 0.1 s fit take seconds
+        with threadpool_limits(limits=1, user_api="blas"):
+            classifier = self._classifiers.get((recognizer_key, enrol_key, seed))
+            if classifier is None:
+                classifier = self._classifier(seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    classifier.fit(enrol_emb, y_enrol)
+                self._classifiers[(recognizer_key, enrol_key, seed)] = classifier
+            metrics = {"top1": top1_accuracy(classifier.predict(probe_emb), y_probe)}
+            templates, classes = identity_templates(enrol_emb, y_enrol)
+            genuine, scores = verification_pairs(probe_emb, y_probe, templates, classes)
+            verification, extra = verification_metrics(genuine, scores)
         metrics.update(verification)
         evaluate_s = time.perf_counter() - timer
         return CellResult(

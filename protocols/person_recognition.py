@@ -145,15 +145,21 @@ class PersonRecognition(Protocol):
             images = torch.from_numpy(load_person_images(samples, f"load {split}")).permute(0, 3, 1, 2).contiguous()
             _, _, h, w = images.shape
             self.images[split] = images
-            self.masks[split] = region_masks(samples, str(region.name), h, w, dilation=int(region.dilation), fallback="error")
+            self.masks[split] = region_masks(samples, str(region.name), h, w, dilation=region.dilation, fallback="error")
             self.head_masks[split] = region_masks(samples, "head", h, w, dilation=0)
             self.boxes[split] = boxes_tensor([s.annotations["head_box"] for s in samples])
             self.labels[split] = np.array([s.pid for s in samples])
+        # the CNNs classify the training identities: labels 0..N-1 whatever the loader did
+        self.labels["train"] = np.unique(self.labels["train"], return_inverse=True)[1].reshape(-1)
         log.info(
             "person-recognition: %d train images / %d ids, %d enrollment / %d test images of %d ids (chance %.1f%%)",
-            len(self.samples["train"]), dataset.num_train_pids, len(self.samples["enroll"]), len(self.samples["test"]),
+            len(self.samples["train"]), self.num_train_ids, len(self.samples["enroll"]), len(self.samples["test"]),
             len(enrolled), 100.0 / len(enrolled),
         )
+
+    @property
+    def num_train_ids(self) -> int:
+        return int(self.labels["train"].max()) + 1
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
@@ -213,7 +219,7 @@ class PersonRecognition(Protocol):
         if key in self._recognizers:
             return self._recognizers[key], key, 0.0
         started = time.perf_counter()
-        recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.dataset.num_train_pids, device=self.device, seed=seed)
+        recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.num_train_ids, device=self.device, seed=seed)
         path = self.cache.path("person_recognizers", key, ".pt")
         if path.exists():
             recognizer.load(path)

@@ -1,5 +1,7 @@
 """Detection building blocks: instance regions, per-instance anonymization, torchvision
 detectors, and the offline detectors on a real face image shipped by scikit-image."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -100,14 +102,15 @@ def test_training_is_seeded():
     images = [torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 60.0]]), "labels": torch.tensor([1])}
 
-    def trained(seed):
+    def trained(seed, workers=0):
         torch.manual_seed(seed)
         model = build_detector(cfg, 1, (64, 64))
-        train_detector(model, lambda i: (images[i], target), 3, cfg, seed=seed)
+        train_detector(model, lambda i: (images[i], target), 3, dataclasses.replace(cfg, workers=workers), seed=seed)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     first = trained(0)
     assert torch.equal(first, trained(0))
+    assert torch.equal(first, trained(0, workers=1))  # a DataLoader worker reads the same batches
     assert not torch.equal(first, trained(1))
 
 

@@ -90,6 +90,7 @@ def test_wider_face_with_dlib_on_a_real_face(tmp_path, capsys):
     (["protocol=detection-train", "dataset=coco", "dataset.root=/nonexistent/coco"], "COCO dataset not found"),
     (["protocol=detection-validate", "dataset=synthetic", "dataset.persons_per_image=[0,2]"], "persons_per_image"),
     (["protocol=detection-validate", "dataset=synthetic-faces"], "not a detection dataset"),
+    (["protocol=detection-train", *TINY, "detector.categories=[dog]"], "detector.categories=['dog'] names dog"),
 ])
 def test_bad_input_exits_2(args, message, tmp_path, capsys):
     code = main(["run", *args, f"cache_dir={tmp_path}", f"out={tmp_path / 'out'}"])

@@ -114,3 +114,24 @@ def test_dataset_without_head_boxes_is_refused(cache, tmp_path, capsys):
     code, _, err = run(["protocol=person-recognition", "dataset=market1501", f"dataset.root={target}", f"cache_dir={cache}", f"out={tmp_path / 'o'}"], capsys)
     assert code == 2
     assert "head_box" in err and "dataset.annotations=" in err
+
+
+def test_pipa_tree_runs_end_to_end(cache, tmp_path, capsys):
+    """The PIPA reader's body crops go through the whole protocol."""
+    from test_pipa import make_tree  # tests/ is on sys.path (pytest rootdir-less test modules)
+
+    lines, photos = [], {}
+    for n, (identity, subset) in enumerate([(1, 1)] * 3 + [(2, 1)] * 3 + [(4, 3)] * 2 + [(5, 3)] * 2 + [(6, 3)] * 2):
+        head = (60 + 3 * n, 20 + n, 24, 26)
+        lines.append(("7", str(n), *head, identity, subset))
+        photos[("train" if subset == 1 else "test", "7", str(n))] = head
+    root = make_tree(tmp_path / "PIPA", lines, photos)
+    args = ["protocol=person-recognition", "dataset=pipa", f"dataset.root={root}", "attacker.epochs=1", "attacker.channels=4",
+            "attacker.embedding_dim=8", "anonymizers=[none,blackhead]", "attacks=[naive]", f"cache_dir={cache}", f"out={tmp_path / 'out'}"]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    stored = rows(tmp_path / "out")
+    assert len(stored) == 2 and all(set(r["metrics"]) == METRICS for r in stored)
+    assert all(r["num_identities"] == 3 and r["num_test"] == 3 and r["num_enroll"] == 3 for r in stored)
+    black = next(r for r in stored if r["anonymizer"] == "blackhead")["metrics"]
+    assert black["mask_ssim"] < 0.5 < black["ssim"]

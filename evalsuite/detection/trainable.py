@@ -58,6 +58,7 @@ class TrainableConfig:
     hflip: bool = True
     score_threshold: float = 0.05
     detections_per_img: int = 100
+    workers: int = 0  # DataLoader worker processes reading / anonymizing training images
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -68,7 +69,7 @@ class TrainableConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
                 raise UserError(f"detector.{name} must be a positive integer, got {value!r}")
-        for name in ("min_size", "max_size", "warmup_iters"):
+        for name in ("min_size", "max_size", "warmup_iters", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UserError(f"detector.{name} must be a non-negative integer, got {value!r}")
@@ -89,7 +90,7 @@ class TrainableConfig:
 
     def training_key(self) -> dict[str, Any]:
         """The settings a trained model depends on (cache keys); the weights file by size / mtime."""
-        key = {k: v for k, v in self.as_dict().items() if k not in ("score_threshold", "detections_per_img")}
+        key = {k: v for k, v in self.as_dict().items() if k not in ("score_threshold", "detections_per_img", "workers")}
         if self.backbone_weights:
             stat = Path(self.backbone_weights).expanduser().stat()
             key["backbone_weights"] = {"name": Path(self.backbone_weights).name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -209,11 +210,31 @@ def build_detector(cfg: TrainableConfig, num_classes: int, image_size: tuple[int
 
 
 # ------------------------------------------------------------------------------- training
-Batch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
+class _Indexed(torch.utils.data.Dataset):
+    """``sample(i)`` as a map-style dataset (for DataLoader workers)."""
+
+    def __init__(self, sample: Callable[[int], Any], size: int) -> None:
+        self.sample, self.size = sample, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Any:
+        return self.sample(index)
 
 
-def _collate(items: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> Batch:
-    return [i for i, _ in items], [t for _, t in items]
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _load_batches(sample: Callable[[int], Any], order: list[int], batch_size: int, workers: int):
+    """Batches ``[sample(i) for i in chunk]`` in ``order``: in this process, or in ``workers``
+    DataLoader processes (same order, same content)."""
+    if workers <= 0:
+        return ([sample(i) for i in chunk] for chunk in _chunks(order, batch_size))
+    loader = torch.utils.data.DataLoader(_Indexed(sample, max(order) + 1), batch_sampler=_chunks(order, batch_size),
+                                         num_workers=workers, collate_fn=list)
+    return iter(loader)
 
 
 def _hflip(image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -255,10 +276,9 @@ def train_detector(
     for _epoch in range(cfg.epochs):
         order = torch.randperm(num_images, generator=generator).tolist()
         flips = torch.rand(num_images, generator=generator).tolist()
-        for start in range(0, num_images, cfg.batch_size):
+        for indices, loaded in zip(_chunks(order, cfg.batch_size), _load_batches(sample, order, cfg.batch_size, cfg.workers)):
             images, targets = [], []
-            for i in order[start:start + cfg.batch_size]:
-                image, target = sample(i)
+            for i, (image, target) in zip(indices, loaded):
                 if cfg.hflip and flips[i] < 0.5:
                     image, target = _hflip(image, target)
                 images.append(image.to(device).float().div_(255))

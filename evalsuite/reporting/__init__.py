@@ -63,11 +63,11 @@ def render(groups: Sequence[Group], options: ReportOptions) -> str:
     tables = build_tables(groups, metrics, options.attacks, options.order, options.delta, options.group_by)
     plots, grids = [], []
     if fmt == "html" or options.plots_dir is not None:
-        from evalsuite.reporting.grids import image_grid
+        from evalsuite.reporting.grids import image_grids
         from evalsuite.reporting.plots import report_plots
 
         plots = report_plots(tables, groups, options.frontier_x, options.frontier_y)
-        grids = [g for g in (image_grid(t.group, t.rows, options.grid_samples) for t in tables) if g is not None] if options.grid_samples > 0 else []
+        grids = image_grids([(t.group, t.rows) for t in tables], options.grid_samples) if options.grid_samples > 0 else []
     if options.plots_dir is not None:
         options.plots_dir.mkdir(parents=True, exist_ok=True)
         for plot in [*plots, *grids]:

@@ -8,7 +8,6 @@ the anonymizers and their parameters, every metric's direction / category / unit
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,10 +72,6 @@ def metric_info(metric: str) -> dict[str, Any]:
     if spec is None:
         return {"higher_is_better": None, "category": None, "unit": None, "label": metric}
     return {"higher_is_better": spec.higher_is_better, "category": spec.category, "unit": spec.unit, "label": spec.display_name}
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
 
 
 def baseline_dict(groups: Sequence[Group]) -> dict[str, Any]:

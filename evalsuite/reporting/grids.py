@@ -9,6 +9,7 @@ files with a ``region`` setting are skipped with a logged reason.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -157,6 +158,37 @@ def render_grid(inputs: GridInputs, title: str) -> bytes:
                 ax.set_title(columns[c], fontsize=7)
     fig.suptitle(title, fontsize=8, y=1 - 0.08 / height)
     return to_png(fig)
+
+
+def grid_key(group: Group, order: Sequence[str]) -> str | None:
+    """What a group's grid would show (dataset, region, anonymizers), to skip identical grids."""
+    from omegaconf import OmegaConf
+
+    texts = [s.config_text for s in group.sources if s.config_text]
+    if not texts:
+        return None
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.create(texts[0]), resolve=True)
+    except Exception:  # an unreadable config: image_grid reports it
+        return None
+    return json.dumps([cfg.get("dataset"), cfg.get("region"), list(order)], sort_keys=True, default=str)  # type: ignore[union-attr]
+
+
+def image_grids(groups_and_orders: Sequence[tuple[Group, Sequence[str]]], num_samples: int = DEFAULT_SAMPLES) -> list[Plot]:
+    """One grid per group, skipping a group whose grid would repeat an earlier one."""
+    grids, seen = [], set()
+    for group, order in groups_and_orders:
+        key = grid_key(group, order)
+        if key is not None and key in seen:
+            log.info("image grid for %s skipped: same dataset, region and anonymizers as an earlier grid", group.key.describe())
+            continue
+        grid = image_grid(group, order, num_samples)
+        if grid is not None:
+            if any(g.name == grid.name for g in grids):  # same protocol and dataset, another config
+                grid.name += f"-{group.key.config_hash}"
+            seen.add(key)
+            grids.append(grid)
+    return grids
 
 
 def image_grid(group: Group, order: Sequence[str], num_samples: int = DEFAULT_SAMPLES) -> Plot | None:

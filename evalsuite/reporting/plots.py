@@ -346,4 +346,15 @@ def report_plots(tables: Sequence[Table], groups: Sequence[Group], frontier_x: s
             plot = sweep_plot(table.group, sweep, metrics, table.identity)
             if plot:
                 plots.append(plot)
+    return unique_names(plots)
+
+
+def unique_names(plots: list[Plot]) -> list[Plot]:
+    """Suffix repeated names (tables of the same protocol and dataset with other configs)."""
+    seen: dict[str, int] = {}
+    for plot in plots:
+        count = seen.get(plot.name, 0)
+        seen[plot.name] = count + 1
+        if count:
+            plot.name = f"{plot.name}-{count + 1}"
     return plots

@@ -242,7 +242,7 @@ def _add_row(group: Group, row: dict[str, Any], run_seeds: set[int]) -> None:
 def _expect_every_metric(groups: Iterable[Group]) -> None:
     """A metric seen only in later rows: the earlier cells expect it too (and miss it)."""
     for group in groups:
-        for (label, attack, metric), cell in list(group.cells.items()):
+        for (label, attack, _metric), cell in list(group.cells.items()):
             for other in group.metrics:
                 twin = group.cells.setdefault((label, attack, other), CellStats())
                 twin.expected_seeds |= cell.expected_seeds
