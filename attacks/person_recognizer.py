@@ -68,7 +68,7 @@ class RecognizerConfig:
     svm_c: float = 1.0  # LinearSVC's C
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RecognizerConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RecognizerConfig:
         config = cls(**values)
         config.validate()
         return config
@@ -168,7 +168,7 @@ class PersonRecognizer:
             return torch.cat([self.inputs(images[i : i + batch_size], boxes[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)])
 
     # ------------------------------------------------------------------ training
-    def fit(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, description: str = "train recognizer") -> "PersonRecognizer":
+    def fit(self, images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, description: str = "train recognizer") -> PersonRecognizer:
         """Train on uint8 images (N, 3, H, W) with head boxes (N, 4) and labels 0..num_classes-1."""
         cfg = self.config
         torch.manual_seed(self.seed)
@@ -210,7 +210,7 @@ class PersonRecognizer:
                  for i in range(0, images.shape[0], batch_size)]
         return torch.cat(feats).numpy() if feats else np.empty((0, self.config.embedding_dim), np.float32)
 
-    def class_scores(self, images: torch.Tensor, boxes: torch.Tensor, svm: "IdentitySVM") -> torch.Tensor:
+    def class_scores(self, images: torch.Tensor, boxes: torch.Tensor, svm: IdentitySVM) -> torch.Tensor:
         """Differentiable SVM decision values (B, classes) of float images (0..255)."""
         weight, bias = svm.torch_parameters(self.device)
         return F.normalize(self.model.eval().embed(self.inputs(images, boxes)), dim=1) @ weight.T + bias
@@ -221,7 +221,7 @@ class PersonRecognizer:
         with atomic_path(path) as tmp:
             torch.save(self.model.state_dict(), tmp)
 
-    def load(self, path: Path) -> "PersonRecognizer":
+    def load(self, path: Path) -> PersonRecognizer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state)
         self.model.eval()
@@ -254,7 +254,7 @@ class IdentitySVM:
         self.classes: np.ndarray | None = None
         self._svc = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray) -> "IdentitySVM":
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> IdentitySVM:
         from sklearn.svm import LinearSVC
 
         labels = np.asarray(labels)

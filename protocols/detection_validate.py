@@ -83,6 +83,7 @@ class DetectionValidate(DetectionProtocol):
             "anonymizer_seed": seed if anonymizer.stochastic else None,
         }
         train_s = 0.0
+        model_key = None
         if self.offline is None:
             categories = self.categories()
             if self.cfg.detector.weights:
@@ -106,7 +107,7 @@ class DetectionValidate(DetectionProtocol):
             metrics=metrics,
             durations={"train_s": train_s, "detect_s": detect_s, "evaluate_s": time.perf_counter() - timer},
             extra={"detector": detector_label, "region": self.region, "num_val_images": len(data.images),
-                   "num_detections": len(detections), "detections_reused": reused},
+                   "num_detections": len(detections), "detector_key": model_key, "detections_reused": reused},
         )
 
     def _run_offline(self, detector: OfflineDetector, spec: AnonymizerSpec, seed: int) -> list[dict[str, Any]]:

@@ -49,7 +49,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attacks.person_recognizer import RECOGNIZER_REGIONS, IdentitySVM, PersonRecognizer, RecognizerConfig, boxes_tensor
+from attacks.person_recognizer import (
+    RECOGNIZER_REGIONS,
+    IdentitySVM,
+    PersonRecognizer,
+    RecognizerConfig,
+    boxes_tensor,
+)
 from attacks.threat_models import ThreatModel
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from attacks.person_recognizer import IdentitySVM, PersonRecognizer, RecognizerConfig
-from evalsuite.metrics.attention import argmax_inside, gaussian_smooth, head_contribution, saliency_maps
+from evalsuite.metrics.attention import (
+    argmax_inside,
+    gaussian_smooth,
+    head_contribution,
+    saliency_maps,
+)
 
 H, W = 32, 16
 

@@ -49,6 +49,15 @@ def test_detection_validate_prints_a_table(validate_run, cache):
     assert len(list((cache / "detectors").glob("*.pt"))) == 1  # one clean detector serves every anonymizer
 
 
+def test_validate_with_a_weights_file_matches_the_trained_detector(validate_run, cache, tmp_path):
+    (key,) = {r["detector_key"] for r in rows(validate_run)}
+    weights = cache / "detectors" / f"{key}.pt"
+    out = tmp_path / "weights"
+    assert main(["run", "protocol=detection-validate", *TINY, f"detector.weights={weights}", f"cache_dir={tmp_path / 'cold'}", f"out={out}"]) == 0
+    assert not (tmp_path / "cold" / "detectors").exists()  # nothing trained
+    assert {r["anonymizer"]: r["metrics"] for r in rows(out)} == {r["anonymizer"]: r["metrics"] for r in rows(validate_run)}
+
+
 def test_detection_train_reuses_the_clean_detector(validate_run, cache, tmp_path, capsys):
     out = tmp_path / "train"
     assert main(["run", "protocol=detection-train", *TINY, f"cache_dir={cache}", f"out={out}"]) == 0
@@ -91,6 +100,7 @@ def test_wider_face_with_dlib_on_a_real_face(tmp_path, capsys):
     (["protocol=detection-validate", "dataset=synthetic", "dataset.persons_per_image=[0,2]"], "persons_per_image"),
     (["protocol=detection-validate", "dataset=synthetic-faces"], "not a detection dataset"),
     (["protocol=detection-train", *TINY, "detector.categories=[dog]"], "detector.categories=['dog'] names dog"),
+    (["protocol=detection-validate", *TINY, "detector.weights=/nonexistent/fcos.pt"], "/nonexistent/fcos.pt not found (set detector.weights"),
 ])
 def test_bad_input_exits_2(args, message, tmp_path, capsys):
     code = main(["run", *args, f"cache_dir={tmp_path}", f"out={tmp_path / 'out'}"])

@@ -118,7 +118,8 @@ def test_dataset_without_head_boxes_is_refused(cache, tmp_path, capsys):
 
 def test_pipa_tree_runs_end_to_end(cache, tmp_path, capsys):
     """The PIPA reader's body crops go through the whole protocol."""
-    from test_pipa import make_tree  # tests/ is on sys.path (pytest rootdir-less test modules)
+    # tests/ has no __init__.py, so pytest puts it on sys.path
+    from test_pipa import make_tree
 
     lines, photos = [], {}
     for n, (identity, subset) in enumerate([(1, 1)] * 3 + [(2, 1)] * 3 + [(4, 3)] * 2 + [(5, 3)] * 2 + [(6, 3)] * 2):

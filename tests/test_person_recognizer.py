@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.person_recognizer import IdentitySVM, PersonRecognizer, RecognizerConfig, boxes_tensor
+from attacks.person_recognizer import (
+    IdentitySVM,
+    PersonRecognizer,
+    RecognizerConfig,
+    boxes_tensor,
+)
 from evalsuite.errors import UserError
 
 TINY = RecognizerConfig(channels=4, embedding_dim=16, epochs=5, batch_size=8, head_size=16, body_height=32, body_width=16, lr=0.01)

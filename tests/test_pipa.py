@@ -3,7 +3,15 @@ import cv2
 import numpy as np
 import pytest
 
-from evalsuite.data.pipa import PersonCrop, body_box, crop_head_box, crop_person, load_person_images, load_pipa, read_person_image
+from evalsuite.data.pipa import (
+    PersonCrop,
+    body_box,
+    crop_head_box,
+    crop_person,
+    load_person_images,
+    load_pipa,
+    read_person_image,
+)
 from evalsuite.errors import UserError
 from evalsuite.registry import DATASETS, load_all
 
@@ -58,7 +66,7 @@ def test_crop_content_head_on_top_and_black_outside_the_photo():
     head = (5, 20, 30, 30)  # near the left edge: the body box starts 25 px left of the photo
     photo[20:50, 5:35] = RED
     crop = crop_person(photo, head, 128, 64)
-    x0, y0, x1, y1 = (int(round(v)) for v in crop_head_box(head, 128, 64))
+    x0, y0, x1, y1 = (round(v) for v in crop_head_box(head, 128, 64))
     inner = crop[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].reshape(-1, 3)
     assert (np.abs(inner.astype(int) - RED).max(axis=1) <= 3).all()
     left = crop[60:, :15]  # the part of the body box left of the photo

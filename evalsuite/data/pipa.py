@@ -36,10 +36,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -101,10 +101,10 @@ class _Geometry:
 
 
 def _geometry(head: Sequence[float], height: int, width: int) -> _Geometry:
-    x0, y0, x1, y1 = (int(round(v)) for v in body_box(head))
+    x0, y0, x1, y1 = (round(v) for v in body_box(head))
     bw, bh = max(x1 - x0, 1), max(y1 - y0, 1)
     scale = min(height / bh, width / bw)
-    rw, rh = max(1, min(width, int(round(bw * scale)))), max(1, min(height, int(round(bh * scale))))
+    rw, rh = max(1, min(width, round(bw * scale))), max(1, min(height, round(bh * scale)))
     return _Geometry(x0, y0, bw, bh, rw, rh, (width - rw) // 2, (height - rh) // 2)
 
 

@@ -26,7 +26,7 @@ privacy measure by itself: read it next to ``body_head_accuracy``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -31,10 +31,10 @@ MAX_INTEGER_CLASSES = 10  # integer attributes with more values than this are tr
 @dataclass(frozen=True)
 class AttributeConfig:
     names: tuple[str, ...] | None = None  # None: every categorical attribute of the training split
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 32
-    lr: float = 2e-3
-    width: int = 16
+    lr: float = 5e-3
+    width: int = 8
 
 
 def _categorical(value: Any) -> bool:

@@ -28,9 +28,9 @@ HUMAN_BASELINE = 0.93  # share of original images judged real in Sun et al.'s HP
 @dataclass(frozen=True)
 class RealnessConfig:
     accept_originals: float = HUMAN_BASELINE
-    epochs: int = 6
+    epochs: int = 15
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 5e-3
     width: int = 8
 
 

@@ -104,10 +104,23 @@ def baseline_dict(groups: Sequence[Group]) -> dict[str, Any]:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "groups": out_groups}
 
 
+def dumps(document: dict[str, Any]) -> str:
+    """Indented JSON with one line per cell, so that a diff of the file shows what moved."""
+    head = {k: v for k, v in document.items() if k != "groups"}
+    groups = []
+    for group in document["groups"]:
+        rest = json.dumps({k: v for k, v in group.items() if k != "cells"}, indent=1)
+        cells = ",\n".join("   " + json.dumps(cell) for cell in group["cells"])
+        groups.append(rest[:-2] + ',\n "cells": [\n' + cells + "\n ]\n}")
+    text = json.dumps(head, indent=1)[:-2] + ',\n "groups": [\n' + ",\n".join(groups) + "\n ]\n}\n"
+    json.loads(text)  # the layout above must stay valid JSON
+    return text
+
+
 def write_baseline(groups: Sequence[Group], out: Path) -> dict[str, Any]:
     """Write the baseline of ``groups`` to ``out`` atomically; returns the document."""
     document = baseline_dict(groups)
-    atomic_write_text(Path(out), json.dumps(document, indent=1, sort_keys=False, allow_nan=True) + "\n")
+    atomic_write_text(Path(out), dumps(document))
     return document
 
 
