@@ -33,7 +33,9 @@ regression, default, or ``linear_svm``) is fitted on the enrolment embeddings, a
   noise from its own stream);
 - ``parrot`` (Newton et al.): anonymized *together with* the probes, as one set: k-Same
   clusters enrolment and probe faces jointly (a probe can share its surrogate with enrolment
-  faces of other people), a stochastic anonymizer runs over both in one stream. For
+  faces of other people: with ``fit_groups=distinct`` each group takes enrolment faces of
+  half the identities and probe faces of the other half, :meth:`FaceIdentification.joint_order`),
+  a stochastic anonymizer runs over both in one stream. For
   deterministic anonymizers without fitting (blur, pixelate, mask) parrot equals adaptive.
   In re-identification (``market1501-reid``) parrot differs from adaptive by anonymizing the
   gallery; in this closed-set protocol the enrolment images already are the gallery, so the
@@ -303,6 +305,8 @@ class FaceIdentification(Protocol):
         key = {"dataset": self.dataset_fingerprint(), "set": which, "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
         if spec.anonymizer.requires_fit:
             key["fit_groups"] = str(self.cfg.fit_groups)
+            if which.startswith("joint"):
+                key["joint_order"] = "alternating"  # FaceIdentification.joint_order
         if spec.stochastic:
             key.update(seed=seed, batch_size=int(self.cfg.batch_size))
         return stable_hash(key)
@@ -322,7 +326,8 @@ class FaceIdentification(Protocol):
                 self._anonymized[key] = torch.from_numpy(cached)
             elif joint:
                 both = self._run_anonymizer(torch.cat([self.images[s] for s in SETS]), torch.cat([self.masks[s] for s in SETS]),
-                                            [x for s in SETS for x in self.samples[s]], np.concatenate([self.labels[s] for s in SETS]), spec, seed, "enrol+probe")
+                                            [x for s in SETS for x in self.samples[s]], np.concatenate([self.labels[s] for s in SETS]), spec, seed, "enrol+probe",
+                                            order=self.joint_order(self.labels["enrol"], self.labels["probe"]))
                 n = self.images["enrol"].shape[0]
                 for part, result in (("enrol", both[:n]), ("probe", both[n:])):
                     part_key = self._set_key(f"joint-{part}", spec, seed)
@@ -334,24 +339,43 @@ class FaceIdentification(Protocol):
                 self._anonymized[key] = result
         return self._anonymized[key], key
 
-    def fit_groups(self, labels: np.ndarray) -> list[np.ndarray]:
-        """Index groups a fitted anonymizer is fitted and applied on (``fit_groups``)."""
+    def fit_groups(self, labels: np.ndarray, order: np.ndarray | None = None) -> list[np.ndarray]:
+        """Index groups a fitted anonymizer is fitted and applied on (``fit_groups``).
+
+        ``distinct``: group j holds the j-th image of every identity, images taken in the
+        order of ``order`` (default: as listed)."""
         if str(self.cfg.fit_groups) == "split":
             return [np.arange(len(labels))]
+        visit = np.arange(len(labels)) if order is None else np.lexsort((np.arange(len(labels)), order))
         rank = np.zeros(len(labels), dtype=np.int64)
         seen: dict[int, int] = {}
-        for i, label in enumerate(labels.tolist()):  # j-th image of each identity -> group j
+        for i in visit.tolist():
+            label = int(labels[i])
             rank[i] = seen.get(label, 0)
             seen[label] = rank[i] + 1
         return [np.flatnonzero(rank == j) for j in range(int(rank.max()) + 1)]
 
+    @staticmethod
+    def joint_order(enrol_labels: np.ndarray, probe_labels: np.ndarray) -> np.ndarray:
+        """The order in which the parrot attack's joint set is grouped: per identity its enrolment
+        and probe images alternate, starting with enrolment for even and probe for odd identity
+        indices, so that every group mixes enrolment faces of some people with probe faces of others."""
+        def within(labels: np.ndarray) -> np.ndarray:
+            index, seen = np.zeros(len(labels), dtype=np.int64), {}
+            for i, label in enumerate(labels.tolist()):
+                index[i] = seen.get(label, 0)
+                seen[label] = index[i] + 1
+            return index
+
+        return np.concatenate([2 * within(enrol_labels) + enrol_labels % 2, 2 * within(probe_labels) + 1 - probe_labels % 2])
+
     def _run_anonymizer(self, images: torch.Tensor, masks: torch.Tensor, samples: list[FaceSample], labels: np.ndarray,
-                        spec: AnonymizerSpec, seed: int, what: str) -> torch.Tensor:
+                        spec: AnonymizerSpec, seed: int, what: str, order: np.ndarray | None = None) -> torch.Tensor:
         anonymizer = spec.anonymizer
         generator = torch.Generator(device=self.device).manual_seed(seed)
         out = torch.empty_like(images)
         if anonymizer.requires_fit:
-            groups = self.fit_groups(labels)
+            groups = self.fit_groups(labels, order)
             k = int(getattr(anonymizer, "k", 1) or 1)
             big, small = [g for g in groups if len(g) >= k], [g for g in groups if len(g) < k]
             if small:  # groups too small for k-anonymity on their own are pooled (into the last big one if still too small)

@@ -38,7 +38,7 @@ from evalsuite.metrics.attributes import AttributeConfig, AttributeEncoder, attr
 from evalsuite.metrics.fidelity import EXTRACTORS, FeatureBank, build_extractor, fid_kid
 from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, detected_masks, detects_regions, leak_rate
 from evalsuite.metrics.quality import image_quality_scores, mean_psnr, ms_ssim, ms_ssim_levels
-from evalsuite.metrics.realness import RealnessConfig, fooling_rate
+from evalsuite.metrics.realness import RealnessConfig, fooling_rate, identity_fooling_rate
 from evalsuite.metrics.weights import WeightsUnavailable
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
@@ -355,5 +355,7 @@ class ImageQuality(Protocol):
         return CellResult(metrics=metrics, durations=durations, extra=extra)
 
     def _realness(self, spec: AnonymizerSpec, train_anonymized: torch.Tensor, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        if spec.is_identity:  # the originals themselves: no critic can separate them
+            return {"fooling_rate": identity_fooling_rate(anonymized.shape[0], self.realness.accept_originals)}, {"critic_auc": 0.5}
         result = fooling_rate(self.images["train"], train_anonymized, self.images["eval"], anonymized, self.realness, seed=seed, device=self.device, description=f"realness critic {spec.label}")
         return {"fooling_rate": result["fooling_rate"]}, {"critic_auc": result["critic_auc"], "critic_threshold": result["critic_threshold"]}

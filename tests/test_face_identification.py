@@ -180,3 +180,17 @@ def test_distinct_fit_groups_hold_one_image_per_identity() -> None:
     assert [len(g) for g in groups] == [3, 3, 2, 1]
     proto.cfg.fit_groups = "split"
     assert [len(g) for g in proto.fit_groups(labels)] == [9]
+
+
+def test_parrot_joint_groups_mix_enrolment_and_probe_faces() -> None:
+    proto = FaceIdentification.__new__(FaceIdentification)
+    proto.cfg = type("C", (), {"fit_groups": "distinct"})()
+    enrol, probe = np.repeat(np.arange(4), 3), np.repeat(np.arange(4), 2)
+    labels = np.concatenate([enrol, probe])
+    groups = proto.fit_groups(labels, FaceIdentification.joint_order(enrol, probe))
+    is_probe = np.arange(len(labels)) >= len(enrol)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(labels)))
+    assert all(len(set(labels[g].tolist())) == len(g) for g in groups)  # still one image per identity
+    assert all(is_probe[g].any() and not is_probe[g].all() for g in groups[:4])  # enrolment and probe faces together
+    # without the joint order every group would be enrolment-only or probe-only
+    assert all(is_probe[g].all() or not is_probe[g].any() for g in proto.fit_groups(labels))

@@ -8,7 +8,7 @@ import torch
 from evalsuite.errors import UserError
 from evalsuite.metrics.attributes import AttributeConfig, AttributeEncoder, attribute_accuracies, categorical_attributes, select_attributes, train_attribute_classifier
 from evalsuite.metrics.leak import detected_masks, detects_regions, leak_rate, region_coverage
-from evalsuite.metrics.realness import RealnessConfig, acceptance_threshold, fooling_rate, fooling_rate_from_scores
+from evalsuite.metrics.realness import RealnessConfig, acceptance_threshold, fooling_rate, fooling_rate_from_scores, identity_fooling_rate
 from image_quality_helpers import TopBandDetector
 
 # --------------------------------------------------------------------- fooling rate
@@ -47,6 +47,7 @@ def test_critic_catches_mask_out_and_is_fooled_by_the_identity():
     assert masked["critic_auc"] > 0.9
     assert masked["fooling_rate"] < 0.3
     assert identity["fooling_rate"] == pytest.approx(math.ceil(0.93 * 64) / 64)
+    assert identity_fooling_rate(64) == identity["fooling_rate"]  # what the protocol uses for `none`
 
 
 # --------------------------------------------------------------------- attribute utility

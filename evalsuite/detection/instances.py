@@ -129,7 +129,7 @@ def anonymize_instances(
 ) -> torch.Tensor:
     """``image`` (uint8 3xHxW) with each instance region anonymized in turn."""
     out = image[None]
-    for mask, annotations in regions:
+    for mask, instance in regions:
         region = torch.from_numpy(mask)[None, None].to(out.device)
-        out = anonymizer.anonymize(out, region, [annotations], generator=generator)
+        out = anonymizer.anonymize(out, region, [instance], generator=generator)
     return out[0]

@@ -8,8 +8,9 @@ images of the training split (real) against the same anonymizer's output on that
 (anonymized). On the disjoint evaluation split its decision threshold is set so that it
 accepts ``accept_originals`` (0.93, the human baseline) of the original images; the fooling
 rate is the share of anonymized evaluation images it accepts as real at that threshold.
-An anonymizer whose output the critic cannot tell from originals scores about 0.93 (the
-identity does so by construction); one it always catches scores 0.
+An anonymizer whose output the critic cannot tell from originals scores about 0.93; one it
+always catches scores 0. The identity ("none") is not trained: its images are the originals,
+so :func:`identity_fooling_rate` gives its value exactly.
 """
 from __future__ import annotations
 
@@ -52,6 +53,14 @@ def fooling_rate_from_scores(real_scores: np.ndarray, fake_scores: np.ndarray, a
     if fake.size == 0 or math.isnan(threshold):
         return math.nan, threshold
     return float((fake >= threshold).mean()), threshold
+
+
+def identity_fooling_rate(num_images: int, accept: float = HUMAN_BASELINE) -> float:
+    """The fooling rate of images identical to the originals: any critic (without tied scores)
+    accepts them exactly as often as the originals, ``ceil(accept * n) / n``; no training needed."""
+    if num_images <= 0:
+        return math.nan
+    return max(1, math.ceil(accept * num_images - 1e-9)) / num_images
 
 
 def realness_scores(model: SmallCNN, images: torch.Tensor, device: str = "cpu") -> np.ndarray:

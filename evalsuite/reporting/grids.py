@@ -114,12 +114,14 @@ def compose_inputs(group: Group, order: Sequence[str], num_samples: int) -> Grid
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     region = cfg.region
     h, w = images.shape[-2:]
-    masks = region_masks(samples, str(region.name), h, w, dilation=int(region.dilation), fallback=str(region.fallback))
+    dilation = None if region.get("dilation") is None else int(region.dilation)
+    fallback = str(region.get("fallback") or "image")
+    masks = region_masks(samples, str(region.name), h, w, dilation=dilation, fallback=fallback)
     seeds = sorted(group.seeds)
     if any(s.anonymizer.requires_fit for s in specs):
         train = list(dataset.split("train"))
         train_images = torch.from_numpy(np.stack([read_image(s.path) for s in train])).permute(0, 3, 1, 2).contiguous()
-        train_masks = region_masks(train, str(region.name), h, w, dilation=int(region.dilation), fallback=str(region.fallback))
+        train_masks = region_masks(train, str(region.name), h, w, dilation=dilation, fallback=fallback)
         for spec in specs:
             if spec.anonymizer.requires_fit:
                 log.info("grid: fitting %s on %d training images", spec.label, len(train))
@@ -160,33 +162,40 @@ def render_grid(inputs: GridInputs, title: str) -> bytes:
     return to_png(fig)
 
 
-def grid_key(group: Group, order: Sequence[str]) -> str | None:
-    """What a group's grid would show (dataset, region, anonymizers), to skip identical grids."""
+def grid_key(group: Group) -> str | None:
+    """The data a group's grid would show (dataset and region settings), to skip repeated grids."""
     from omegaconf import OmegaConf
+
+    from evalsuite.regions import default_dilation
 
     texts = [s.config_text for s in group.sources if s.config_text]
     if not texts:
         return None
     try:
         cfg = OmegaConf.to_container(OmegaConf.create(texts[0]), resolve=True)
+        region = dict(cfg.get("region") or {})  # type: ignore[union-attr]
+        if region.get("dilation") is None and region.get("name"):
+            region["dilation"] = default_dilation(str(region["name"]))
     except Exception:  # an unreadable config: image_grid reports it
         return None
-    return json.dumps([cfg.get("dataset"), cfg.get("region"), list(order)], sort_keys=True, default=str)  # type: ignore[union-attr]
+    return json.dumps([cfg.get("dataset"), region], sort_keys=True, default=str)  # type: ignore[union-attr]
 
 
 def image_grids(groups_and_orders: Sequence[tuple[Group, Sequence[str]]], num_samples: int = DEFAULT_SAMPLES) -> list[Plot]:
-    """One grid per group, skipping a group whose grid would repeat an earlier one."""
-    grids, seen = [], set()
+    """One grid per group, skipping a group whose images and anonymizers an earlier grid already shows."""
+    grids: list[Plot] = []
+    shown: list[tuple[str, set[str]]] = []
     for group, order in groups_and_orders:
-        key = grid_key(group, order)
-        if key is not None and key in seen:
-            log.info("image grid for %s skipped: same dataset, region and anonymizers as an earlier grid", group.key.describe())
+        key = grid_key(group)
+        if key is not None and any(key == k and set(order) <= labels for k, labels in shown):
+            log.info("image grid for %s skipped: an earlier grid shows the same images and anonymizers", group.key.describe())
             continue
         grid = image_grid(group, order, num_samples)
         if grid is not None:
             if any(g.name == grid.name for g in grids):  # same protocol and dataset, another config
                 grid.name += f"-{group.key.config_hash}"
-            seen.add(key)
+            if key is not None:
+                shown.append((key, set(order)))
             grids.append(grid)
     return grids
 

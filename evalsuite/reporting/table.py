@@ -121,8 +121,10 @@ class Table:
         parts.append("↓ / ↑ = lower / higher is better for the anonymizer")
         if any(c.best for c in self.cells.values()):
             parts.append("bold = best per column" + (f" ({self.identity} excluded)" if self.identity else ""))
-        if self.with_delta and self.identity:
-            parts.append(f"(±x) = difference to {self.identity}" + (" in percentage points" if any(c.is_rate for c in self.columns) else ""))
+        if any(c.delta is not None for c in self.cells.values()):
+            rates = [c.is_rate for c in self.columns]
+            unit = " in percentage points" if all(rates) else (" (percentage points for rates)" if any(rates) else "")
+            parts.append(f"(±x) = difference to {self.identity}{unit}")
         if any(c.status == "absent" for c in self.cells.values()):
             parts.append("– = not run")
         if any(c.status == "incomplete" for c in self.cells.values()):
@@ -150,7 +152,8 @@ def format_number(value: float, spec: MetricSpec | None) -> str:
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
     scale, decimals = scale_and_decimals(spec)
-    return f"{scale * value:.{decimals}f}"
+    text = f"{scale * value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.0"
 
 
 def format_delta(value: float, spec: MetricSpec | None) -> str:
@@ -248,7 +251,7 @@ def build_table(
             base = cells[(identity, index)]
             for row in rows:
                 cell = cells[(row, index)]
-                if row != identity and cell.status == "ok" and base.status == "ok":
+                if row != identity and cell.status == "ok" and base.status == "ok" and math.isfinite(cell.mean) and math.isfinite(base.mean):  # type: ignore[arg-type]
                     cell.delta = cell.mean - base.mean  # type: ignore[operator]
     show_attack = not (attack_names == [NO_ATTACK])
     key = group.key
@@ -274,6 +277,8 @@ def _mark_best(cells: dict[tuple[str, int], TableCell], rows: list[str], identit
         return
     shown = [displayed(c.mean, column.spec) for _, c in candidates]  # type: ignore[arg-type]
     target = max(shown) if column.higher_is_better else min(shown)
+    if all(value == target for value in shown):
+        return  # a column where every anonymizer ties has no best
     for (_, cell), value in zip(candidates, shown):
         cell.best = value == target
 
