@@ -20,6 +20,16 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """`num_threads=1` sets torch's global thread count; give the next tests theirs back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def rows(out):
     return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
 
@@ -31,8 +41,12 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def validate_run(cache, tmp_path_factory):
+    import torch
+
+    before = torch.get_num_threads()
     out = tmp_path_factory.mktemp("validate") / "out"
     assert main(["run", "protocol=detection-validate", *TINY, f"cache_dir={cache}", f"out={out}"]) == 0
+    torch.set_num_threads(before)
     return out
 
 
