@@ -214,4 +214,4 @@ def image_grid(group: Group, order: Sequence[str], num_samples: int = DEFAULT_SA
     caption = (f"{len(inputs.samples)} {SAMPLE_SPLIT} images of distinct identities under every anonymizer; "
                f"{inputs.region} region outlined in {OUTLINE_COLOR} on the original; stochastic anonymizers seeded with {inputs.seed}")
     png = render_grid(inputs, title)
-    return Plot(name=f"grid-{key.protocol}-{key.dataset}", title=title, caption=caption, png=png)
+    return Plot(name=f"grid-{key.protocol}-{key.dataset}", title=title, caption=caption, png=png, kind="grid")

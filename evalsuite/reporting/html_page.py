@@ -74,12 +74,17 @@ def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Pl
         "<h2>Results</h2>",
     ]
     parts += [html_table(t) for t in tables]
-    if plots:
-        parts.append("<h2>Plots</h2>")
-        parts.append('<div class="plots">' + "".join(_figure(p) for p in plots) + "</div>")
+    main_plots = [p for p in plots if p.kind != "bar"]
+    bars = [p for p in plots if p.kind == "bar"]
+    if main_plots:
+        parts.append("<h2>Privacy–utility frontier and strength sweeps</h2>")
+        parts.append('<div class="plots">' + "".join(_figure(p) for p in main_plots) + "</div>")
     if grids:
         parts.append("<h2>Image grids</h2>")
         parts += [_figure(g) for g in grids]
+    if bars:
+        parts.append("<h2>Per-metric bar charts</h2>")
+        parts.append('<div class="plots">' + "".join(_figure(p) for p in bars) + "</div>")
     parts.append("<h2>Configuration</h2>")
     seen_configs: set[str] = set()
     for group in groups:

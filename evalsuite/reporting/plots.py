@@ -40,6 +40,7 @@ class Plot:
     title: str
     caption: str
     png: bytes
+    kind: str = "plot"  # frontier | sweep | bar | grid
 
 
 def to_png(fig: Figure) -> bytes:
@@ -98,7 +99,7 @@ def bar_charts(table: Table) -> list[Plot]:
         ax.grid(axis="y", alpha=0.3)
         caption = f"{spec.display_name if spec else metric} per anonymizer" + (" and attack" if table.show_attack else "") + \
             ("; error bars = standard error over seeds" if len(table.seeds) > 1 else f"; seed {table.seeds}")
-        plots.append(Plot(name=f"bar-{_slug(table.key.protocol)}-{_slug(table.key.dataset)}-{_slug(metric)}", title=f"{table.title}: {metric}", caption=caption, png=to_png(fig)))
+        plots.append(Plot(name=f"bar-{_slug(table.key.protocol)}-{_slug(table.key.dataset)}-{_slug(metric)}", title=f"{table.title}: {metric}", caption=caption, png=to_png(fig), kind="bar"))
     return plots
 
 
@@ -212,7 +213,7 @@ def frontier(x: ColumnRef, y: ColumnRef, identity: str | None = None) -> Plot | 
     caption = f"x: {x.describe()}; y: {y.describe()}; one point per anonymizer (mean ± standard error over seeds)"
     if x.group.key != y.group.key:
         caption += "; the axes come from different runs, joined by anonymizer label"
-    return Plot(name=f"frontier-{_slug(x.metric)}-{_slug(y.metric)}", title="privacy–utility frontier", caption=caption, png=to_png(fig))
+    return Plot(name=f"frontier-{_slug(x.metric)}-{_slug(y.metric)}", title="privacy–utility frontier", caption=caption, png=to_png(fig), kind="frontier")
 
 
 # ------------------------------------------------------------------ strength sweeps
@@ -320,7 +321,7 @@ def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str
     fig.suptitle(f"{sweep.family} strength sweep ({group.key.protocol} on {group.key.dataset})", fontsize=10)
     caption = f"{', '.join(metrics)} against {sweep.family} {sweep.param} ({', '.join(label for _, label in sweep.members)})" + \
         (f"; dashed = {identity}" if identity else "")
-    return Plot(name=f"sweep-{_slug(sweep.family)}-{_slug(sweep.param)}", title=f"{sweep.family} {sweep.param} sweep", caption=caption, png=to_png(fig))
+    return Plot(name=f"sweep-{_slug(sweep.family)}-{_slug(sweep.param)}", title=f"{sweep.family} {sweep.param} sweep", caption=caption, png=to_png(fig), kind="sweep")
 
 
 # ------------------------------------------------------------------ everything
