@@ -51,7 +51,7 @@ def test_learns_identities(trained: FaceCNN) -> None:
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     centroids = np.stack([emb[labels == c].mean(axis=0) for c in range(4)])
     assert ((emb @ centroids.T).argmax(axis=1) == labels).mean() >= 0.9  # chance is 0.25
-    assert trained.last_loss is not None and trained.last_loss < 1.0
+    assert trained.last_loss is not None and trained.last_loss < np.log(4)  # below the loss of guessing among 4
 
 
 def test_same_seed_same_weights_other_seed_others(trained: FaceCNN) -> None:

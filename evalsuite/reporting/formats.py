@@ -16,6 +16,8 @@ from typing import Sequence
 from evalsuite.reporting.table import Table, TableCell, format_delta, format_number
 
 FORMATS = ("md", "latex", "csv", "html")
+#: LaTeX tables with more data columns than this are scaled to the line width (graphicx)
+WIDE_COLUMNS = 8
 
 
 @dataclass
@@ -99,10 +101,11 @@ def _latex_number(text: str) -> str:
 def latex(tables: Sequence[Table], standalone: bool = False) -> str:
     """booktabs tables (``\\usepackage{booktabs}``); ``standalone`` wraps them in a document."""
     body = "\n".join(latex_one(t) for t in tables)
+    wide = any(len(t.columns) > WIDE_COLUMNS for t in tables)
     if not standalone:
-        return "% requires \\usepackage{booktabs}\n" + body
+        return "% requires \\usepackage{booktabs}" + (" and \\usepackage{graphicx}" if wide else "") + "\n" + body
     return (
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
         "\\begin{document}\n" + body + "\\end{document}\n"
     )
 
@@ -112,7 +115,11 @@ def latex_one(table: Table) -> str:
     lines = ["\\begin{table}[t]", "\\centering", "\\small"]
     caption = latex_escape(table.title + ". " + " ".join(table.notes()))
     label = re.sub(r"[^A-Za-z0-9:-]+", "-", f"tab:{table.key.protocol}-{table.key.dataset}")
-    lines += [f"\\caption{{{caption}}}", f"\\label{{{label}}}", f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    wide = len(table.columns) > WIDE_COLUMNS
+    lines += [f"\\caption{{{caption}}}", f"\\label{{{label}}}"]
+    if wide:  # scaled to the text width
+        lines.append("\\resizebox{\\linewidth}{!}{%")
+    lines += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
     if table.show_attack:
         top, rules, col = ["Anonymizer"], [], 2
         for name, span in table.header_groups():
@@ -139,7 +146,7 @@ def latex_one(table: Table) -> str:
         lines.append(" & ".join(cells) + " \\\\")
         if row == table.identity and len(table.rows) > 1:
             lines.append("\\midrule")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    lines += ["\\bottomrule", "\\end{tabular}" + ("}" if wide else ""), "\\end{table}", ""]
     return "\n".join(lines)
 
 

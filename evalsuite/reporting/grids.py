@@ -206,6 +206,9 @@ def image_grid(group: Group, order: Sequence[str], num_samples: int = DEFAULT_SA
         inputs = compose_inputs(group, order, num_samples)
     except UserError as exc:
         inputs = str(exc)
+    except Exception as exc:  # a grid is an illustration: a failure must not cost the report
+        log.debug("image grid failure", exc_info=True)
+        inputs = f"composing it failed ({type(exc).__name__}: {exc})"
     if isinstance(inputs, str):
         log.warning("image grid for %s skipped: %s", group.key.describe(), inputs)
         return None

@@ -19,6 +19,7 @@ from evalsuite.reporting.table import Table
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
+.tablewrap { overflow-x: auto; max-width: 100%; }
 table.results { border-collapse: collapse; margin: 1em 0 .3em; font-variant-numeric: tabular-nums; }
 table.results caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: .4em; }
 table.results th, table.results td { padding: .25em .7em; text-align: right; white-space: nowrap; }
@@ -73,7 +74,7 @@ def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Pl
         f'<p class="note">Generated {e(generated)} from {", ".join(e(s) for s in dict.fromkeys(sources))}.</p>',
         "<h2>Results</h2>",
     ]
-    parts += [html_table(t) for t in tables]
+    parts += [f'<div class="tablewrap">{html_table(t)}</div>' for t in tables]
     main_plots = [p for p in plots if p.kind != "bar"]
     bars = [p for p in plots if p.kind == "bar"]
     if main_plots:
