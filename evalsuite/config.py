@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evalsuite.errors import UserError, did_you_mean
@@ -127,8 +127,9 @@ def _set(cfg: DictConfig, key: str, value: Any) -> None:
         raise UserError(f"cannot set {key}={value!r}: {str(exc).splitlines()[0]}") from None
 
 
-def to_plain(cfg: DictConfig | dict) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
+def to_plain(cfg: Any) -> Any:
+    """An OmegaConf node (mapping or list) as plain Python containers; anything else unchanged."""
+    if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return cfg
 

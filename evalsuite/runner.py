@@ -95,11 +95,11 @@ def run(cfg: DictConfig) -> RunOutcome:
         os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
-    anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in cfg.anonymizers]
+    anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
         raise UserError(f"anonymizers list names one anonymizer twice ({labels}); give repeated ones distinct label= values")
-    attacks = [resolve_attack(a) for a in cfg.attacks]
+    attacks = [resolve_attack(a) for a in to_plain(cfg.attacks)]
     seeds = [int(s) for s in cfg.seeds]
     if not anonymizers or not attacks or not seeds:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")

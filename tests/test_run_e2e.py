@@ -120,7 +120,7 @@ def test_checkpoint_weights_are_loaded_not_trained(first_run, cache, tmp_path, c
         ([*TINY, "attacks=[naif]"], ["'naif'", "'naive'"]),
         ([*TINY, "attacker.epoch=2"], ["'attacker.epochs'"]),
         ([*TINY, "region.name=torso"], ["torso", "body"]),
-        ([*TINY, "anonymizers=[{name:blur,sigma:-1}]"], ["sigma"]),
+        ([*TINY, "anonymizers=[{name:blur,sigma:-1}]"], ["sigma", "must be"]),
         ([*TINY, "table.metrics=[rank1,map]"], ["'map'", "'mAP'"]),
         ([*TINY, "device=cuda:7"] if not __import__("torch").cuda.is_available() else [*TINY, "device=nonsense"], ["device="]),
     ],
