@@ -182,6 +182,8 @@ class FaceCNN(FaceRecognizer):
     """A face recognizer trained from scratch on the enrolment images it attacks with."""
 
     trainable = True
+    #: bump when training changes, so that models cached by older code are not reused
+    version = 2
 
     @classmethod
     def config_defaults(cls) -> dict[str, Any]:
@@ -201,7 +203,7 @@ class FaceCNN(FaceRecognizer):
         self.net = FaceNet(self.config).to(self.device)
         self.last_loss: float | None = None
 
-    def fit(self, images: torch.Tensor, labels: np.ndarray, seed: int = 0) -> "FaceCNN":
+    def fit(self, images: torch.Tensor, labels: np.ndarray, seed: int = 0) -> FaceCNN:
         """Train from freshly seeded weights on uint8 (N,3,H,W) images with labels 0..C-1."""
         cfg = self.config
         labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)

@@ -61,7 +61,6 @@ import logging
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -79,7 +78,11 @@ from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset, FaceSample, read_face_image
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.metrics.identification import (
-    IDENTIFICATION_METRICS, identity_templates, top1_accuracy, verification_metrics, verification_pairs,
+    IDENTIFICATION_METRICS,
+    identity_templates,
+    top1_accuracy,
+    verification_metrics,
+    verification_pairs,
 )
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
@@ -403,8 +406,10 @@ class FaceIdentification(Protocol):
     def recognizer(self, enrol_key: str, enrol_images: torch.Tensor, seed: int) -> tuple[FaceRecognizer, str, float]:
         """The recognizer trained on ``enrol_images`` (cached on disk when trainable)."""
         params = self.recognizer_params()
-        trainable = bool(getattr(RECOGNIZERS.get(self.recognizer_name).factory, "trainable", False))
-        key_data: dict[str, Any] = {"protocol": "face-identification", "version": self.version, "recognizer": self.recognizer_name, "params": params}
+        factory = RECOGNIZERS.get(self.recognizer_name).factory
+        key_data: dict[str, Any] = {"protocol": "face-identification", "version": self.version, "recognizer": self.recognizer_name,
+                                    "recognizer_version": getattr(factory, "version", None), "params": params}
+        trainable = bool(getattr(factory, "trainable", False))
         if trainable:
             key_data.update(dataset=self.dataset_fingerprint(), train=enrol_key, seed=seed)
         key = stable_hash(key_data)

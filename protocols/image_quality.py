@@ -284,7 +284,8 @@ class ImageQuality(Protocol):
 
         if self._ldsr_original is None:
             self._ldsr_original = ratio(self.images["eval"])
-        return {"ldsr": ratio(anonymized)}, {"ldsr_faces": len(index), "ldsr_original": self._ldsr_original}
+        value = self._ldsr_original if anonymized is self.images["eval"] else ratio(anonymized)  # the identity's are the originals
+        return {"ldsr": value}, {"ldsr_faces": len(index), "ldsr_original": self._ldsr_original}
 
     def _attribute_classifier(self, seed: int) -> tuple[Any, AttributeEncoder, dict[str, float]]:
         """The clean-trained attribute classifier of this seed (memory and disk cache) and its accuracy on originals."""

@@ -10,7 +10,13 @@ import pytest
 
 from evalsuite.cli import main
 from evalsuite.data.faces import (
-    CELEBA_ATTRIBUTES, FaceSample, box_from_landmarks, load_celeba, load_face_folder, load_utkface, parse_utk_name,
+    CELEBA_ATTRIBUTES,
+    FaceSample,
+    box_from_landmarks,
+    load_celeba,
+    load_face_folder,
+    load_utkface,
+    parse_utk_name,
 )
 from evalsuite.errors import UserError
 from evalsuite.registry import DATASETS

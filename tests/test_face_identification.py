@@ -99,7 +99,7 @@ def test_killed_run_resumes_only_missing_cells(cache: Path, tmp_path: Path, monk
 def test_cold_cache_same_numbers(first_run: Path, tmp_path: Path) -> None:
     args = [*TINY, "anonymizers=[none,ksame-pixel-k2]", "attacks=[naive,parrot]"]
     assert main(["run", *args, f"cache_dir={tmp_path / 'cold'}", f"out={tmp_path / 'again'}"]) == 0
-    key = lambda r: (r["anonymizer"], r["attack"])  # noqa: E731
+    key = lambda r: (r["anonymizer"], r["attack"])
     again = {key(r): r["metrics"] for r in rows(tmp_path / "again")}
     first = {key(r): r["metrics"] for r in rows(first_run)}
     assert again == {k: first[k] for k in again}
@@ -152,7 +152,7 @@ def test_split_rule_is_per_identity_seeded_and_disjoint() -> None:
     ds = _dataset({"a": 10, "b": 5, "c": 2, "d": 1})
     enrol, probe, names = closed_set_split(ds, enrol_fraction=0.5, seed=0)
     assert names == ["a", "b", "c"]  # d has one image: it cannot be both enrolled and probed
-    count = lambda xs, n: sum(s.identity == n for s in xs)  # noqa: E731
+    count = lambda xs, n: sum(s.identity == n for s in xs)
     assert [count(enrol, n) for n in names] == [5, 3, 1] and [count(probe, n) for n in names] == [5, 2, 1]  # 2.5 rounds up
     assert not {s.path for s in enrol} & {s.path for s in probe}
     again = closed_set_split(ds, 0.5, seed=0)

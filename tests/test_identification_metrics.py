@@ -6,7 +6,12 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from evalsuite.metrics.identification import (
-    IDENTIFICATION_METRICS, identity_templates, top1_accuracy, tpr_at_fpr, verification_metrics, verification_pairs,
+    IDENTIFICATION_METRICS,
+    identity_templates,
+    top1_accuracy,
+    tpr_at_fpr,
+    verification_metrics,
+    verification_pairs,
 )
 from evalsuite.metrics.spec import metric_spec
 

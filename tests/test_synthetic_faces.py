@@ -69,6 +69,7 @@ def test_landmark_lists_agree(tiny: Path) -> None:
         assert five[0][0] < five[1][0] and five[3][0] < five[4][0]  # "left" = image left
         x0, y0, x1, y1 = s.annotations["face_box"]
         assert x0 <= full[:, 0].min() + 0.01 and x1 >= full[:, 0].max() - 0.01 and y1 >= full[:, 1].max() - 0.01
+        assert y0 < full[17:27, 1].min()  # the box reaches above the brows
 
 
 def test_ibug_order_of_the_68_point_model() -> None:

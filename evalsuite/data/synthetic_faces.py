@@ -45,12 +45,31 @@ import numpy as np
 from tqdm import tqdm
 
 from evalsuite.data.faces import (
-    CELEBA_ATTR, CELEBA_ATTRIBUTES, CELEBA_IDENTITY, CELEBA_IMAGES, CELEBA_LANDMARK_NAMES, CELEBA_LANDMARKS,
-    CELEBA_PARTITION, FACE_SIDECAR, FACE_SIDECAR_FORMAT, FaceDataset, load_celeba,
+    CELEBA_ATTR,
+    CELEBA_ATTRIBUTES,
+    CELEBA_IDENTITY,
+    CELEBA_IMAGES,
+    CELEBA_LANDMARK_NAMES,
+    CELEBA_LANDMARKS,
+    CELEBA_PARTITION,
+    FACE_SIDECAR,
+    FACE_SIDECAR_FORMAT,
+    FaceDataset,
+    load_celeba,
 )
 from evalsuite.data.synthetic import (
-    HAIR_COLOURS, MARKER_NAME, SKIN_TONES, SUPERSAMPLE, Painter, _choice, _colour, _encode, _existing, _rng,
-    config_hash, default_root,
+    HAIR_COLOURS,
+    MARKER_NAME,
+    SKIN_TONES,
+    SUPERSAMPLE,
+    Painter,
+    _choice,
+    _colour,
+    _encode,
+    _existing,
+    _rng,
+    config_hash,
+    default_root,
 )
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import DATASETS
