@@ -146,5 +146,5 @@ def test_unknown_setting_and_foreign_folder(tmp_path: Path) -> None:
         DATASETS.build("synthetic-faces", root=str(tmp_path / "x"), num_identity=3)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("x")
-    with pytest.raises(UserError, match="not an evalsuite synthetic dataset"):
+    with pytest.raises(UserError, match="not an evalsuite synthetic-faces dataset"):
         generate_synthetic_faces(tmp_path / "busy", FaceSyntheticConfig(num_identities=2, images_per_identity=(1, 1), size=32))

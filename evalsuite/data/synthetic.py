@@ -27,9 +27,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -1264,23 +1265,55 @@ def _write_dataset(root: Path, config: SyntheticConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
-def _existing(root: Path, config: SyntheticConfig) -> bool:
-    """True when ``root`` already holds this dataset; UserError when it holds something else."""
-    marker = root / MARKER_NAME
+def existing_dataset(root: Path, wanted_hash: str, kind: str, marker_name: str = MARKER_NAME) -> bool:
+    """True when ``root`` already holds the generated dataset with ``wanted_hash``.
+
+    UserError when it holds another generator's output, other settings, or unrelated files.
+    """
+    marker = root / marker_name
     if marker.is_file():
         try:
             found = json.loads(marker.read_text()).get("hash")
         except (json.JSONDecodeError, AttributeError):
             found = None
-        if found != config_hash(config):
+        if found != wanted_hash:
             raise UserError(
-                f"{root} holds a synthetic dataset made with other settings (hash {found}, wanted "
-                f"{config_hash(config)}); delete it or choose another dataset.root"
+                f"{root} holds a {kind} dataset made with other settings (hash {found}, wanted "
+                f"{wanted_hash}); delete it or choose another dataset.root"
             )
         return True
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise UserError(f"{root} exists and is not an evalsuite synthetic dataset; choose another dataset.root")
+        raise UserError(f"{root} exists and is not an evalsuite {kind} dataset; choose another dataset.root")
     return False
+
+
+def generate_atomically(root: Path, wanted_hash: str, kind: str, write: Callable[[Path], None], marker_name: str = MARKER_NAME) -> Path:
+    """Run ``write(folder)`` unless ``root`` already holds the dataset; atomic.
+
+    Files go to a temporary sibling folder that is renamed into place, so a crash or a
+    concurrent run never leaves a half-written dataset. ``write`` must write
+    ``marker_name`` (with ``"hash": wanted_hash``) last. Returns ``root``.
+    """
+    if existing_dataset(root, wanted_hash, kind, marker_name):
+        log.debug("%s dataset %s already exists", kind, root)
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        write(tmp)
+        tmp.chmod(0o755)
+        if root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / marker_name).is_file():  # not a concurrent writer that won the race
+                raise
+            log.debug("another process generated %s first", root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
 
 
 def generate_synthetic_market(root: str | Path | None, config: SyntheticConfig) -> Path:
@@ -1290,24 +1323,6 @@ def generate_synthetic_market(root: str | Path | None, config: SyntheticConfig) 
     so a crash or a concurrent run never leaves a half-written dataset. Returns the folder.
     """
     root = Path(root).expanduser().absolute() if root is not None else default_root(config)
-    if _existing(root, config):
-        log.debug("synthetic dataset %s already exists", root)
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    log.info("generating synthetic Market-1501-layout dataset (seed %d) into %s", config.seed, root)
-    try:
-        _write_dataset(tmp, config)
-        tmp.chmod(0o755)
-        if root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not (root / MARKER_NAME).is_file():  # not a concurrent writer that won the race
-                raise
-            log.debug("another process generated %s first", root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    if not existing_dataset(root, config_hash(config), "synthetic"):
+        log.info("generating synthetic Market-1501-layout dataset (seed %d) into %s", config.seed, root)
+    return generate_atomically(root, config_hash(config), "synthetic", lambda folder: _write_dataset(folder, config))

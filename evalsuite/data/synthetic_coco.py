@@ -27,8 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,8 @@ from evalsuite.data.synthetic import (
     _mask_box,
     _rng,
     draw_person,
+    existing_dataset,
+    generate_atomically,
     sample_camera,
     sample_identity,
 )
@@ -299,47 +299,15 @@ def _write_dataset(root: Path, config: SyntheticCocoConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
-def _existing(root: Path, config: SyntheticCocoConfig) -> bool:
-    """True when ``root`` already holds this dataset; UserError when it holds something else."""
-    marker = root / MARKER_NAME
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text()).get("hash")
-        except (json.JSONDecodeError, AttributeError):
-            found = None
-        if found != config_hash(config):
-            raise UserError(f"{root} holds a synthetic-coco dataset made with other settings (hash {found}, wanted {config_hash(config)}); delete it or choose another dataset.root")
-        return True
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise UserError(f"{root} exists and is not an evalsuite synthetic-coco dataset; choose another dataset.root")
-    return False
-
-
 def generate_synthetic_coco(root: str | Path | None, config: SyntheticCocoConfig) -> Path:
     """Write the dataset for ``config`` at ``root`` (default: the cache) unless it is there.
 
     Atomic like the Market generator: written into a temporary sibling, then renamed.
     """
     root = Path(root).expanduser().absolute() if root is not None else default_root(config)
-    if _existing(root, config):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    log.info("generating synthetic COCO-format scenes (seed %d) into %s", config.seed, root)
-    try:
-        _write_dataset(tmp, config)
-        tmp.chmod(0o755)
-        if root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not (root / MARKER_NAME).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    if not existing_dataset(root, config_hash(config), "synthetic-coco", MARKER_NAME):
+        log.info("generating synthetic COCO-format scenes (seed %d) into %s", config.seed, root)
+    return generate_atomically(root, config_hash(config), "synthetic-coco", lambda folder: _write_dataset(folder, config), MARKER_NAME)
 
 
 __all__ = ["SyntheticCocoConfig", "config_hash", "default_root", "generate_synthetic_coco", "render_scene"]

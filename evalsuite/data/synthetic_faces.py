@@ -33,9 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -66,10 +63,11 @@ from evalsuite.data.synthetic import (
     _choice,
     _colour,
     _encode,
-    _existing,
     _rng,
     config_hash,
     default_root,
+    existing_dataset,
+    generate_atomically,
 )
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import DATASETS
@@ -885,26 +883,10 @@ def generate_synthetic_faces(root: str | Path | None, config: FaceSyntheticConfi
     renamed into place, so a crash or a concurrent run never leaves half a dataset.
     """
     root = Path(root).expanduser().absolute() if root is not None else default_faces_root(config)
-    if _existing(root, config):  # type: ignore[arg-type]
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    log.info("generating synthetic CelebA-layout faces (seed %d, %d identities) into %s", config.seed, config.num_identities, root)
-    try:
-        _write_faces(tmp, config)
-        tmp.chmod(0o755)
-        if root.is_dir() and not any(root.iterdir()):
-            root.rmdir()
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not (root / MARKER_NAME).is_file():
-                raise
-            log.debug("another process generated %s first", root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    wanted = config_hash(config)  # type: ignore[arg-type]
+    if not existing_dataset(root, wanted, "synthetic-faces"):
+        log.info("generating synthetic CelebA-layout faces (seed %d, %d identities) into %s", config.seed, config.num_identities, root)
+    return generate_atomically(root, wanted, "synthetic-faces", lambda folder: _write_faces(folder, config))
 
 
 # --------------------------------------------------------------------------- registration
