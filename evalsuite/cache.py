@@ -7,6 +7,7 @@ entry. Entries are written through a temporary file and ``os.replace``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,12 +15,22 @@ from evalsuite.store import atomic_path
 
 
 class Cache:
-    """Files under ``root/<kind>/<key><suffix>``."""
+    """Files under ``root/<kind>/<key><suffix>``.
 
-    def __init__(self, root: Path) -> None:
+    ``numerics`` (thread count, deterministic mode) can change the last bits of anything
+    computed, so when given it is folded into every key: an attacker trained on two threads
+    is never reused by a one-thread or deterministic run.
+    """
+
+    def __init__(self, root: Path, numerics: dict[str, Any] | None = None) -> None:
         self.root = Path(root)
+        self.numerics = numerics
 
     def path(self, kind: str, key: str, suffix: str) -> Path:
+        if self.numerics:
+            from evalsuite.config import stable_hash
+
+            key = stable_hash({"key": key, "numerics": self.numerics})
         return self.root / kind / f"{key}{suffix}"
 
     def load_array(self, kind: str, key: str) -> np.ndarray | None:

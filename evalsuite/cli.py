@@ -129,13 +129,18 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from evalsuite.registry import load_all
     from evalsuite.reporting.baseline import load_baseline
-    from evalsuite.reporting.check import Tolerances, compare, format_result
+    from evalsuite.reporting.check import EffectSizes, Tolerances, compare, format_result
     from evalsuite.reporting.results import load_results
 
     load_all()
     tolerances = Tolerances.parse(args.tolerance or [])
+    effect = None
+    if args.effect_size:
+        effect = EffectSizes(Tolerances.parse(args.effect_size, option="--effect-size"), confidence=args.confidence, power=args.power)
+    elif args.confidence != 0.95 or args.power != 0.8:
+        raise UserError("--confidence and --power belong to the statistical gate; add --effect-size (e.g. --effect-size 0.1)")
     baseline = load_baseline(args.baseline)
-    result = compare(load_results(args.results), baseline, tolerances, z=args.z, ignore_config=args.ignore_config_hash)
+    result = compare(load_results(args.results), baseline, tolerances, z=args.z, ignore_config=args.ignore_config_hash, effect=effect)
     print(f"evalsuite check against {baseline.path}")
     print(format_result(result, show_all=args.all), end="")
     return 0 if result.passed else 1
@@ -178,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--tolerance", action="append", metavar="[METRIC=]VALUE",
                          help="absolute tolerance in stored units (rates as fractions: 0.02 = 2 points); a bare number is the default, repeatable")
     p_check.add_argument("--z", type=float, help="also require |z| > Z (z-test on mean ± standard error across seeds) before failing")
+    p_check.add_argument("--effect-size", action="append", metavar="[METRIC=]VALUE",
+                         help="statistical gate: the smallest regression to catch, in stored units (0.1 = 10 points of a rate); "
+                              "fails a cell whose change interval (seeds + paired bootstrap over items) is worse than 0 and reaches it; "
+                              "refuses a baseline too small to detect it; a bare number is the default, repeatable")
+    p_check.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (statistical gate; default 0.95)")
+    p_check.add_argument("--power", type=float, default=0.8, help="probability of catching a regression of the effect size that the baseline must offer (default 0.8)")
     p_check.add_argument("--ignore-config-hash", action="store_true", help="compare even when the run's config differs from the baseline's")
     p_check.add_argument("--all", action="store_true", help="print every compared cell, not only the changed ones")
     return parser
@@ -185,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from evalsuite.reproducibility import pin_environment, requested_in
+
+        if requested_in(args.overrides):  # before torch runs a kernel: the CPU code path is fixed then
+            pin_environment()
     _setup_logging(args.verbose)
     try:
         if args.command == "run":

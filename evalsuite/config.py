@@ -31,10 +31,13 @@ SUITE_DEFAULTS: dict[str, Any] = {
     "cache_dir": None,  # default: $EVALSUITE_CACHE or ~/.cache/evalsuite
     "batch_size": 64,
     "num_threads": None,  # torch CPU threads; default: torch's own choice
+    "deterministic": False,  # pin the CPU code path, oneDNN, MKL, threads (evalsuite.reproducibility)
 }
 
-#: keys that never change a result and so stay out of config hashes
-NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "anonymizers", "attacks", "seeds")
+#: keys that never change what is measured and so stay out of config hashes; the execution
+#: settings among them that can change the last bits (num_threads, deterministic) are in
+#: each row's ``numerics`` record and in its cell_key instead
+NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds")
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:

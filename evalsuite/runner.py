@@ -21,6 +21,7 @@ from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_att
 from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import PROTOCOLS
+from evalsuite.reproducibility import numerics_context, numerics_key
 from evalsuite.report import markdown_table
 from evalsuite.store import ResultsStore, atomic_write_text
 
@@ -93,8 +94,12 @@ def run(cfg: DictConfig) -> RunOutcome:
     resolve_device(str(cfg.device))
     if cfg.cache_dir:  # one cache for every component, generated datasets included
         os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    deterministic = bool(cfg.get("deterministic", False))
+    with numerics_context(deterministic, int(cfg.num_threads) if cfg.num_threads else None) as record:
+        return _run(cfg, record)
+
+
+def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
@@ -104,7 +109,9 @@ def run(cfg: DictConfig) -> RunOutcome:
     if not anonymizers or not attacks or not seeds:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")
 
-    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg)))
+    # what can change the last bits of a cell or a cached artifact; never reused across settings
+    numerics = numerics_key(numerics_record)
+    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg), numerics=numerics))
     table_metrics = [str(m) for m in cfg.table.metrics] if "table" in cfg else list(protocol.table_metrics)
     for metric in table_metrics:
         if metric not in protocol.metrics:
@@ -129,7 +136,8 @@ def run(cfg: DictConfig) -> RunOutcome:
     done = store.done_keys()
     computed = skipped = 0
     for spec, attack, seed in tqdm(cells, desc=f"{cfg.protocol} grid", unit="cell"):
-        cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed})
+        cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed,
+                                "numerics": numerics})
         if cell_key in done:
             skipped += 1
             continue
@@ -146,6 +154,7 @@ def run(cfg: DictConfig) -> RunOutcome:
             "cell_key": cell_key,
             "durations": {**result.durations, "total_s": time.perf_counter() - started},
             "device": str(cfg.device),
+            "numerics": numerics_record,
             "versions": versions,
             "git_commit": commit,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -77,6 +77,7 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset, FaceSample, read_face_image
 from evalsuite.errors import UserError, did_you_mean
+from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.identification import (
     IDENTIFICATION_METRICS,
     identity_templates,
@@ -480,7 +481,9 @@ class FaceIdentification(Protocol):
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     classifier.fit(enrol_emb, y_enrol)
                 self._classifiers[(recognizer_key, enrol_key, seed)] = classifier
-            metrics = {"top1": top1_accuracy(classifier.predict(probe_emb), y_probe)}
+            predicted = classifier.predict(probe_emb)
+            hits = (np.asarray(predicted) == np.asarray(y_probe)).astype(np.float64)
+            metrics = {"top1": top1_accuracy(predicted, y_probe)}
             templates, classes = identity_templates(enrol_emb, y_enrol)
             genuine, scores = verification_pairs(probe_emb, y_probe, templates, classes)
             verification, extra = verification_metrics(genuine, scores)
@@ -490,5 +493,6 @@ class FaceIdentification(Protocol):
             metrics=metrics,
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "embed_s": embed_s, "evaluate_s": evaluate_s},
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
-                   "chance_top1": 1.0 / len(self.identities), "recognizer": self.recognizer_name, "recognizer_key": recognizer_key},
+                   "chance_top1": 1.0 / len(self.identities), "recognizer": self.recognizer_name, "recognizer_key": recognizer_key,
+                   "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["probe"]])},
         )

@@ -22,6 +22,7 @@ from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.market1501 import read_image
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
+from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
@@ -211,5 +212,6 @@ class Market1501Reid(Protocol):
         return CellResult(
             metrics=scores.as_dict(),
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
-            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key},
+            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key,
+                   "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},
         )

@@ -52,7 +52,7 @@ def check(capsys, results, baseline, *args):
 
 def test_baseline_records_cells_seeds_and_directions(baseline, tmp_path):
     document = json.loads(baseline.read_text())
-    assert document["format"] == "evalsuite-baseline" and document["format_version"] == 1
+    assert document["format"] == "evalsuite-baseline" and document["format_version"] == 2
     (group,) = document["groups"]
     assert (group["protocol"], group["protocol_version"], group["dataset"], group["config_hash"]) == ("market1501-reid", "1", "synthetic", "cfg1")
     assert group["seeds"] == [0, 1, 2]

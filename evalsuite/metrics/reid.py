@@ -48,10 +48,26 @@ class ReidScores:
     mINP: float
     num_valid_queries: int
     num_queries: int
+    #: per valid query: 0-based rank of the first match, AP, official AP, INP (for bootstraps)
+    per_query: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    #: indices (into the query list) of the valid queries, the rows of ``per_query``
+    valid_queries: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), compare=False, repr=False)
 
     def as_dict(self) -> dict[str, float]:
         """``{rank1, rank5, rank10, mAP, mAP_official, mINP}`` as python floats."""
         return {name: float(getattr(self, name)) for name in REID_METRICS}
+
+    def item_scores(self) -> dict[str, np.ndarray]:
+        """Per valid query, the value whose mean over queries is each metric (rank-k: 0/1)."""
+        first = self.per_query["first_rank"]
+        return {
+            "rank1": (first < 1).astype(np.float64),
+            "rank5": (first < 5).astype(np.float64),
+            "rank10": (first < 10).astype(np.float64),
+            "mAP": self.per_query["ap"],
+            "mAP_official": self.per_query["ap_official"],
+            "mINP": self.per_query["inp"],
+        }
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -84,8 +100,8 @@ def _evaluate_chunk(
     q_camids: np.ndarray,
     g_pids: np.ndarray,
     g_camids: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """First-hit rank, AP, official AP and INP of the valid queries of one chunk of rows."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """First-hit rank, AP, official AP, INP and row index of the valid queries of one chunk of rows."""
     n = dist.shape[0]
     order = np.argsort(dist, axis=1)  # the exact call torchreid makes: same tie-breaking
     same_pid = np.take_along_axis(q_pids[:, None] == g_pids[None, :], order, axis=1)
@@ -114,7 +130,7 @@ def _evaluate_chunk(
     first_rank = kept_rank[starts[valid]]
     last_rank = kept_rank[starts[valid] + num_good[valid] - 1]
     inp = num_good[valid] / (last_rank + 1)
-    return first_rank.astype(np.int64), ap[valid], ap_official[valid], inp
+    return first_rank.astype(np.int64), ap[valid], ap_official[valid], inp, np.flatnonzero(valid)
 
 
 def evaluate_reid(
@@ -153,8 +169,9 @@ def evaluate_reid(
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
-        parts.append(_evaluate_chunk(dist[start:stop], qp[start:stop], qc[start:stop], gp, gc))
-    first_rank, ap, ap_official, inp = (np.concatenate(p) for p in zip(*parts))
+        *scores, rows = _evaluate_chunk(dist[start:stop], qp[start:stop], qc[start:stop], gp, gc)
+        parts.append((*scores, rows + start))
+    first_rank, ap, ap_official, inp, valid_rows = (np.concatenate(p) for p in zip(*parts))
 
     num_valid = int(first_rank.size)
     if num_valid == 0:
@@ -179,6 +196,8 @@ def evaluate_reid(
         mINP=float(inp.mean()),
         num_valid_queries=num_valid,
         num_queries=num_q,
+        per_query={"first_rank": first_rank, "ap": ap, "ap_official": ap_official, "inp": inp},
+        valid_queries=valid_rows,
     )
 
 
