@@ -66,6 +66,21 @@ def test_run_writes_rows_table_and_config(first_run, cache):
     assert none_rows["naive"] == none_rows["adaptive"]
 
 
+def test_rows_keep_per_query_scores_and_their_numerics(first_run):
+    for row in rows(first_run):
+        scores = row["item_scores"]
+        assert scores["items"] == row["num_valid_queries"] and len(scores["items_sha1"]) == 16
+        for metric, value in row["metrics"].items():
+            per_query = scores["values"][metric]
+            assert len(per_query) == scores["items"]
+            assert sum(per_query) / len(per_query) == pytest.approx(value, abs=1e-5)  # each metric is their mean
+        assert set(scores["values"]["rank1"]) <= {0, 1}
+        numerics = row["numerics"]
+        assert numerics["deterministic"] is False and numerics["num_threads"] >= 1
+        assert numerics["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256"}
+    assert len({r["item_scores"]["items_sha1"] for r in rows(first_run)}) == 1  # every cell scored the same queries
+
+
 def test_rerun_reuses_every_cell_without_duplicates(first_run, cache, capsys):
     before = (first_run / "results.jsonl").read_text()
     code, out, _ = run([*TINY, f"cache_dir={cache}", f"out={first_run}"], capsys)
