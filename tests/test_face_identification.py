@@ -53,6 +53,8 @@ def test_run_writes_every_metric_for_every_cell(first_run: Path, cache: Path) ->
         assert set(row["metrics"]) == METRICS and all(0 <= v <= 1 for v in row["metrics"].values())
         assert row["dataset"] == "synthetic-faces" and row["num_identities"] == 6 and row["num_probe"] == 12 and row["num_enrol"] == 18
         assert "tpr_at_fpr1_threshold" in row and row["num_impostor_pairs"] == 12 * 5
+        hits = row["item_scores"]["values"]["top1"]  # one 0/1 per probe; top-1 is their mean
+        assert len(hits) == row["num_probe"] and sum(hits) / len(hits) == pytest.approx(row["metrics"]["top1"])
     table = (first_run / "table.md").read_text()
     assert "| Anonymizer | naive top-1 ↓ | naive AUC ↓ | naive TPR@1% ↓ | naive TPR@0.1% ↓ | adaptive top-1 ↓ |" in table
     by = {(r["anonymizer"], r["attack"]): r for r in stored}

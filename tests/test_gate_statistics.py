@@ -13,6 +13,7 @@ from evalsuite.reporting.baseline import load_baseline
 from evalsuite.reporting.check import EffectSizes, Tolerances, compare
 from evalsuite.reporting.intervals import CellSample, bootstrap_se, compare_cells, pooled_seed_sd, uncertainty
 from evalsuite.reporting.results import load_results
+from test_ci_gate import check, write  # the same helpers as the tolerance gate's tests
 
 QUERIES = [f"query/{i:04d}_c1s1_000001_00.jpg" for i in range(300)]
 
@@ -31,7 +32,7 @@ def make_rows(rates: dict[tuple[str, str], list[float]], items: int = 300, shift
     rows = []
     for (anonymizer, attack), per_seed in rates.items():
         for seed, rate in enumerate(per_seed):
-            hits = hits_for(rate, 1000 * shift_seed + 10 * seed + hash(anonymizer) % 7, difficulty)
+            hits = hits_for(rate, 1000 * shift_seed + 10 * seed + sum(map(ord, anonymizer)) % 7, difficulty)
             if flip and (anonymizer, attack) == flip["cell"]:
                 misses = np.flatnonzero(hits == 0)
                 hits[misses[: int(flip["share"] * items)]] = 1
@@ -47,24 +48,12 @@ def make_rows(rates: dict[tuple[str, str], list[float]], items: int = 300, shift
 RATES = {("none", "naive"): [0.40, 0.44, 0.42], ("blur", "naive"): [0.12, 0.15, 0.10], ("mask", "naive"): [0.01, 0.0, 0.02]}
 
 
-def write(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture()
 def baseline(tmp_path):
     results = write(tmp_path / "base" / "results.jsonl", make_rows(RATES))
     out = tmp_path / "baseline.json"
     assert main(["baseline", str(results.parent), "--out", str(out)]) == 0
     return out
-
-
-def gate(capsys, results, baseline, *args):
-    code = main(["check", str(results), "--baseline", str(baseline), *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_bootstrap_se_agrees_with_the_binomial_formula_and_is_repeatable():
@@ -114,7 +103,7 @@ def test_baseline_stores_intervals_and_item_means(baseline):
 
 def test_a_rerun_with_other_attackers_passes(baseline, tmp_path, capsys):
     rerun = write(tmp_path / "rerun" / "results.jsonl", make_rows({k: [v + 0.01 for v in vals] for k, vals in RATES.items()}, shift_seed=7))
-    code, out, err = gate(capsys, rerun, baseline, "--effect-size", "0.1", "--effect-size", "mAP=0.1")
+    code, out, err = check(capsys, rerun, baseline, "--effect-size", "0.1", "--effect-size", "mAP=0.1")
     assert code == 0, out + err
     assert "PASS" in out and "95% interval" in out
 
@@ -122,7 +111,7 @@ def test_a_rerun_with_other_attackers_passes(baseline, tmp_path, capsys):
 def test_a_realistic_regression_fails_only_its_cell(baseline, tmp_path, capsys):
     # blur leaks 15 more points of rank-1 (45 of 300 queries): a weakened blur, say
     doctored = write(tmp_path / "doc" / "results.jsonl", make_rows(RATES, shift_seed=7, flip={"cell": ("blur", "naive"), "share": 0.15}))
-    code, out, _ = gate(capsys, doctored, baseline, "--effect-size", "0.1")
+    code, out, _ = check(capsys, doctored, baseline, "--effect-size", "0.1")
     assert code == 1
     worse = [line for line in out.splitlines() if line.endswith("WORSE")]
     assert worse and all(" blur " in line for line in worse)
@@ -140,7 +129,7 @@ def test_a_small_significant_change_below_the_effect_size_passes(tmp_path, capsy
     for row in same_attackers:
         row["cell_key"] += "-new"
     current = write(tmp_path / "cur" / "results.jsonl", same_attackers)
-    code, out, _ = gate(capsys, current, out_path, "--effect-size", "0.2")
+    code, out, _ = check(capsys, current, out_path, "--effect-size", "0.2")
     assert code == 0, out
     line = next(line for line in out.splitlines() if " R1 " in line)
     assert line.endswith("minor")  # +3 points, clearly real, but the interval rules out +20
@@ -151,7 +140,7 @@ def test_a_baseline_too_small_for_the_effect_size_is_refused(tmp_path, capsys):
     out_path = tmp_path / "small.json"
     assert main(["baseline", str(small.parent), "--out", str(out_path)]) == 0
     capsys.readouterr()
-    code, out, err = gate(capsys, small, out_path, "--effect-size", "0.05")
+    code, out, err = check(capsys, small, out_path, "--effect-size", "0.05")
     assert code == 2 and out == ""
     (line,) = [line for line in err.splitlines() if line.startswith("evalsuite: error:")]
     assert "too small to detect a regression of 0.05" in line and "it needs about" in line and "seeds" in line and "items" in line
@@ -167,15 +156,15 @@ def test_effect_size_needs_a_baseline_with_intervals(tmp_path, capsys):
     out_path = tmp_path / "one.json"
     assert main(["baseline", str(results.parent), "--out", str(out_path)]) == 0
     capsys.readouterr()
-    code, _, err = gate(capsys, results, out_path, "--effect-size", "0.1")
+    code, _, err = check(capsys, results, out_path, "--effect-size", "0.1")
     assert code == 2 and "has no intervals" in err
 
 
 def test_effect_size_and_tolerance_are_exclusive(baseline, tmp_path, capsys):
     results = write(tmp_path / "r" / "results.jsonl", make_rows(RATES))
-    code, _, err = gate(capsys, results, baseline, "--effect-size", "0.1", "--tolerance", "0.05")
+    code, _, err = check(capsys, results, baseline, "--effect-size", "0.1", "--tolerance", "0.05")
     assert code == 2 and "do not combine" in err
-    code, _, err = gate(capsys, results, baseline, "--confidence", "0.9")
+    code, _, err = check(capsys, results, baseline, "--confidence", "0.9")
     assert code == 2 and "add --effect-size" in err
     with pytest.raises(UserError, match="--confidence"):
         EffectSizes(Tolerances(default=0.1), confidence=1.5)
