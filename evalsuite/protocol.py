@@ -44,6 +44,10 @@ class Protocol:
     def prepare(self) -> None:
         """Load data and validate everything that can fail before any output is written."""
 
+    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
+        """Check the anonymizers against this protocol's data before any output is written
+        (``precomputed`` checks its folder; refused declarations raise UserError)."""
+
     def dataset_label(self) -> str:
         return str(self.cfg.dataset.name)
 

@@ -43,7 +43,7 @@ from evalsuite.metrics.weights import WeightsUnavailable
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
 from evalsuite.registry import DATASETS, PROTOCOLS
-from protocols.market1501_reid import load_images
+from evalsuite.pipeline import decode_samples as load_images
 
 log = logging.getLogger(__name__)
 
