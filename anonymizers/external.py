@@ -85,6 +85,22 @@ class External(Anonymizer):
         self.version_ = str(version)
         self.cwd = cwd
 
+    @classmethod
+    def example_params(cls, workdir: Path, images: torch.Tensor, masks: torch.Tensor, sample_ids: Sequence[str]) -> dict[str, Any]:
+        """Parameters for the conformance check: a tiny program that inverts every image of the folder."""
+        import sys
+
+        script = workdir / "invert_folder.py"
+        script.write_text(
+            "import sys\nfrom pathlib import Path\nimport numpy as np\nfrom PIL import Image\n"
+            "src, dst = Path(sys.argv[1]), Path(sys.argv[2])\n"
+            "for p in src.rglob('*.png'):\n"
+            "    out = dst / p.relative_to(src)\n    out.parent.mkdir(parents=True, exist_ok=True)\n"
+            "    Image.fromarray(255 - np.asarray(Image.open(p).convert('RGB'))).save(out)\n",
+            encoding="utf-8",
+        )
+        return {"command": [sys.executable, str(script), "{input}", "{output}"], "timeout": 120}
+
     def get_params(self) -> dict[str, Any]:
         return {"command": list(self.command), "timeout": self.timeout, "regions": self.regions, "stochastic": self.stochastic, "version": self.version_, "cwd": self.cwd}
 

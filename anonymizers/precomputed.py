@@ -48,6 +48,14 @@ class Precomputed(Anonymizer):
         self.allow_extra = bool(allow_extra)
         self._known: list[str] | None = None
 
+    @classmethod
+    def example_params(cls, workdir: Path, images: torch.Tensor, masks: torch.Tensor, sample_ids: Sequence[str]) -> dict[str, Any]:
+        """Parameters for the conformance check: a folder of the inverted example images."""
+        from anonymizers.folders import write_images
+
+        write_images(workdir / "precomputed", 255 - images, sample_ids)
+        return {"root": str(workdir / "precomputed")}
+
     @property
     def folder(self) -> Path:
         return Path(self.root).expanduser()

@@ -194,8 +194,6 @@ class FaceIdentification(Protocol):
         self.dataset: FaceDataset | None = None
         self.samples: dict[str, list[FaceSample]] = {}
         self.labels: dict[str, np.ndarray] = {}
-        self.sets: dict[str, ImageSet] = {}
-        self.anonymized_sets: AnonymizedSets | None = None
         self.identities: list[str] = []
         self._recognizers: dict[str, FaceRecognizer] = {}
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
@@ -255,18 +253,6 @@ class FaceIdentification(Protocol):
         context = {"protocol": "face-identification", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region), "fit_groups": str(self.cfg.fit_groups)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="face-identification")
         build_recognizer(self.recognizer_name, self.recognizer_params(), self.device)  # fail early (missing weights...)
-
-    @property
-    def images(self) -> dict[str, torch.Tensor]:
-        return {name: s.images for name, s in self.sets.items()}
-
-    @property
-    def masks(self) -> dict[str, torch.Tensor]:
-        return {name: s.masks for name, s in self.sets.items()}
-
-    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
-        assert self.anonymized_sets is not None
-        self.anonymized_sets.bind(specs, list(self.sets.values()))
 
     def dataset_label(self) -> str:
         return self.dataset.name if self.dataset is not None else str(self.cfg.dataset.name)

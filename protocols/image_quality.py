@@ -100,8 +100,6 @@ class ImageQuality(Protocol):
         self.device = str(cfg.device)
         self.dataset: ReidDataset | FaceDataset | None = None
         self.samples: dict[str, list[Sample]] = {}
-        self.sets: dict[str, ImageSet] = {}
-        self.anonymized_sets: AnonymizedSets | None = None
         self.unavailable: dict[str, str] = {}
         self.bank: FeatureBank | None = None
         self.lpips = None
@@ -175,14 +173,6 @@ class ImageQuality(Protocol):
             self.samples[role] = samples
             self.sets[role] = ImageSet.from_samples(role, samples, region)
 
-    @property
-    def images(self) -> dict[str, torch.Tensor]:
-        return {role: s.images for role, s in self.sets.items()}
-
-    @property
-    def masks(self) -> dict[str, torch.Tensor]:
-        return {role: s.masks for role, s in self.sets.items()}
-
     def _unavailable(self, metrics: tuple[str, ...], reason: str) -> None:
         log.warning("%s left empty: %s", " / ".join(metrics), reason)
         for metric in metrics:
@@ -234,10 +224,6 @@ class ImageQuality(Protocol):
         files = {role: stable_hash([f"{s.relpath}:{getattr(s, 'pid', getattr(s, 'identity', None))}" for s in samples]) for role, samples in self.samples.items()}
         extra = {"image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop)} if isinstance(self.dataset, FaceDataset) else {}
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files, **extra}
-
-    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
-        assert self.anonymized_sets is not None
-        self.anonymized_sets.bind(specs, list(self.sets.values()))
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, role: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str, torch.Tensor | None]:

@@ -51,14 +51,8 @@ class Market1501Reid(Protocol):
         self.attacker_config = AttackerConfig.from_dict(to_plain(cfg.attacker))
         self.device = str(cfg.device)
         self.dataset: ReidDataset | None = None
-        self.sets: dict[str, ImageSet] = {}
-        self.anonymized_sets: AnonymizedSets | None = None
         self._attackers: dict[str, ReidAttacker] = {}
         self._feature_cache: dict[tuple[str, str], torch.Tensor] = {}
-
-    @property
-    def images(self) -> dict[str, torch.Tensor]:
-        return {split: s.images for split, s in self.sets.items()}
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -75,10 +69,6 @@ class Market1501Reid(Protocol):
             from attacks.reid_attacker import load_checkpoint_state
 
             load_checkpoint_state(self.attacker_config.weights)  # fail early, before any output
-
-    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
-        assert self.anonymized_sets is not None
-        self.anonymized_sets.bind(specs, list(self.sets.values()))
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None

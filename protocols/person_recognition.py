@@ -112,8 +112,6 @@ class PersonRecognition(Protocol):
             raise UserError(f"attention.sigma={sigma!r} must be a non-negative number of pixels (0 = no smoothing)")
         self.dataset: ReidDataset | None = None
         self.samples: dict[str, list[Sample]] = {}
-        self.sets: dict[str, ImageSet] = {}
-        self.anonymized_sets: AnonymizedSets | None = None
         self.head_masks: dict[str, torch.Tensor] = {}
         self.boxes: dict[str, torch.Tensor] = {}
         self.labels: dict[str, np.ndarray] = {}
@@ -169,18 +167,6 @@ class PersonRecognition(Protocol):
         assert self.dataset is not None
         files = [f"{s.relpath}:{s.pid}:{s.annotations['head_box']}" for split in SPLITS for s in self.samples[split]]
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files)}
-
-    @property
-    def images(self) -> dict[str, torch.Tensor]:
-        return {split: s.images for split, s in self.sets.items()}
-
-    @property
-    def masks(self) -> dict[str, torch.Tensor]:
-        return {split: s.masks for split, s in self.sets.items()}
-
-    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
-        assert self.anonymized_sets is not None
-        self.anonymized_sets.bind(specs, list(self.sets.values()))
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:
