@@ -194,6 +194,16 @@ class Artifacts:
 
 # --------------------------------------------------------------------------- anonymized sets
 
+def refuse_declarations(specs: Sequence[AnonymizerSpec], reasons: dict[str, str], protocol: str) -> None:
+    """UserError (before any output) for the first anonymizer whose declaration a protocol cannot honour.
+
+    ``reasons`` maps ``fit_on:<value>`` or ``regions:<value>`` to the scientific reason."""
+    for spec in specs:
+        for declared in (f"fit_on:{getattr(spec.anonymizer, 'fit_on', 'nothing')}", f"regions:{getattr(spec.anonymizer, 'regions', 'given')}"):
+            if declared in reasons:
+                raise UserError(f"anonymizer {spec.label} ({declared.replace(':', '=')}) cannot run in {protocol}: {reasons[declared]}; remove it from anonymizers")
+
+
 class AnonymizedSets:
     """Anonymized image sets, fitted per the anonymizer's declarations, cached by key.
 
@@ -232,14 +242,6 @@ class AnonymizedSets:
     def fits_per_set(spec: AnonymizerSpec) -> bool:
         """True for anonymizers fitted on exactly the set they anonymize (k-Same)."""
         return AnonymizedSets.fit_on(spec) == "anonymized_set"
-
-    def refuse(self, spec: AnonymizerSpec, reasons: dict[str, str]) -> None:
-        """UserError when the anonymizer's declaration is one this protocol cannot honour.
-
-        ``reasons`` maps ``fit_on:<value>`` or ``regions:<value>`` to the scientific reason."""
-        for declared in (f"fit_on:{self.fit_on(spec)}", f"regions:{getattr(spec.anonymizer, 'regions', 'given')}"):
-            if declared in reasons:
-                raise UserError(f"anonymizer {spec.label} ({declared.replace(':', '=')}) cannot run in {self.protocol or 'this protocol'}: {reasons[declared]}; remove it from anonymizers")
 
     def bind(self, specs: Sequence[AnonymizerSpec], sets: Sequence[ImageSet]) -> None:
         """Tell every anonymizer the sample ids it will see (before any output is written)."""
