@@ -43,7 +43,7 @@ regression, default, or ``linear_svm``) is fitted on the enrolment embeddings, a
 
 For ``none`` the adaptive and parrot attackers are the naive one (shared, trained once).
 
-**Fitted anonymizers** (``requires_fit``, k-Same) are fitted on the set they anonymize. With
+**Fitted anonymizers** (``fit_on: anonymized_set``, k-Same) are fitted on the set they anonymize. With
 ``fit_groups=distinct`` (default) that set is cut into groups holding at most one image per
 identity (group j = the j-th image of every identity), and each group is fitted and
 anonymized on its own: k-Same is defined on a face set of distinct people (Newton et al.),
