@@ -2,3 +2,4 @@
 from anonymizers import blur, identity, mask, pixelate  # noqa: F401  (registration side effects)
 from anonymizers import ksame  # noqa: F401  (k-Same-Pixel / k-Same-Select)
 from anonymizers import head  # noqa: F401  (blurhead / blackhead / pixelatehead presets)
+from anonymizers import external, precomputed  # noqa: F401  (adapters: a program over a folder, a folder of results)

@@ -21,8 +21,8 @@ attributes. A part with fewer than k faces cannot be k-anonymous on its own: all
 are pooled into one (with a warning); if that pool is still smaller than k it joins the
 smallest part that had enough faces.
 
-k-Same is defined on a closed set. ``requires_fit = True``: ``fit(images, masks,
-annotations)`` clusters exactly the set that is then anonymized, and ``anonymize`` may be
+k-Same is defined on a closed set. ``fit_on = "anonymized_set"``: ``fit(images, masks,
+annotations, ...)`` clusters exactly the set that is then anonymized, and ``anonymize`` may be
 called on it in any batches and order: each image is looked up by a hash of its pixels and
 gets its cluster's surrogate. An image that was not in the fitted set is refused with a
 UserError (fit on every split you anonymize). Identical images in the fitted set share the
@@ -120,8 +120,7 @@ def cluster_means(images: torch.Tensor, assignment: torch.Tensor, clusters: int)
 class _KSameBase(Anonymizer):
     """Shared fit / lookup machinery of the k-Same family."""
 
-    requires_fit = True
-    fits_on_anonymized_set = True
+    fit_on = "anonymized_set"
     name = "ksame"
 
     def __init__(self, *, k: int = DEFAULT_K) -> None:
@@ -135,8 +134,9 @@ class _KSameBase(Anonymizer):
     def _partitions(self, n: int, annotations: Sequence[dict] | None) -> list[list[int]]:
         return [list(range(n))]
 
-    def fit(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None = None) -> "_KSameBase":
-        """Cluster exactly the set that will be anonymized (see the module docstring)."""
+    def fit(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None = None, sample_ids: Sequence[str] | None = None,
+            *, seed: int = 0, device: str | torch.device = "cpu", cache: object = None) -> "_KSameBase":
+        """Cluster exactly the set that will be anonymized (see the module docstring); deterministic, seed unused."""
         check_batch(images, masks)
         n = images.shape[0]
         if n < self.k:
@@ -182,7 +182,23 @@ class _KSameBase(Anonymizer):
         clusters = torch.as_tensor(self.assignment_[index], device=self.surrogates_.device)
         return self.surrogates_[clusters].to(images.device)
 
-    def anonymize(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def state_dict(self) -> dict[str, object]:
+        """Surrogates and cluster assignment (tensors), clusters and the pixel-hash lookup (JSON)."""
+        if self.surrogates_ is None or self.assignment_ is None:
+            return {}
+        return {"surrogates": self.surrogates_.cpu(), "assignment": torch.from_numpy(self.assignment_),
+                "clusters": self.clusters_, "lookup": self._lookup}
+
+    def load_state(self, state: dict) -> "_KSameBase":
+        if state:
+            self.surrogates_ = state["surrogates"]
+            self.assignment_ = state["assignment"].numpy().astype(np.int64)
+            self.clusters_ = [list(map(int, c)) for c in state["clusters"]]
+            self._lookup = {str(k): int(v) for k, v in state["lookup"].items()}
+        return self
+
+    def anonymize(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None = None,
+                  generator: torch.Generator | None = None, sample_ids: Sequence[str] | None = None) -> torch.Tensor:
         """Each image's cluster surrogate inside its mask; UserError for an image not in the fitted set."""
         check_batch(images, masks)
         surrogates = self._anonymize_region(images, masks, annotations, generator)  # refuses unknown images, even with empty masks

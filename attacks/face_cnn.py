@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from attacks.face_recognizer import FaceRecognizer
 from evalsuite.errors import UserError
 from evalsuite.registry import RECOGNIZERS
+from evalsuite.training import steps_per_epoch, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -218,29 +218,18 @@ class FaceCNN(FaceRecognizer):
         params = list(self.net.parameters()) + list(head.parameters())
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
         batch = min(cfg.batch_size, data.shape[0])
-        steps_per_epoch = max(1, data.shape[0] // batch)
-        total = cfg.epochs * steps_per_epoch
+        total = cfg.epochs * steps_per_epoch(data.shape[0], batch)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
         smoothing = cfg.label_smoothing if cfg.loss == "softmax" else 0.0
         self.net.train()
         head.train()
-        loss = torch.zeros(())
-        with tqdm(total=total, desc="train face cnn", unit="batch", leave=False) as progress:
-            for _epoch in range(cfg.epochs):
-                order = torch.randperm(data.shape[0], generator=generator)
-                for step in range(steps_per_epoch):
-                    idx = order[step * batch:(step + 1) * batch]
-                    x = _normalise(_augment(data[idx], cfg, generator)).to(self.device)
-                    y = labels_t[idx].to(self.device)
-                    logits = head(self.net(x), y)
-                    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                    progress.update(1)
-                progress.set_postfix(loss=f"{loss.item():.3f}")
-        self.last_loss = float(loss.item())
+
+        def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            x = _normalise(_augment(data[idx], cfg, generator)).to(self.device)
+            y = labels_t[idx].to(self.device)
+            return F.cross_entropy(head(self.net(x), y), y, label_smoothing=smoothing)
+
+        self.last_loss = train_epochs(data.shape[0], batch, cfg.epochs, generator, optimizer, scheduler, batch_loss, "train face cnn")
         if not math.isfinite(self.last_loss):
             raise RuntimeError(f"face cnn training diverged (loss {self.last_loss}); lower recognizer.cnn.lr")
         log.info("face cnn: %d images, %d identities, %d epochs, final loss %.3f", data.shape[0], num_classes, cfg.epochs, self.last_loss)

@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
-from tqdm.auto import tqdm
 
 from attacks.reid_attacker import IMAGENET_MEAN, IMAGENET_STD, augment
 from evalsuite.errors import UserError
 from evalsuite.store import atomic_path
+from evalsuite.training import steps_per_epoch, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -177,26 +177,17 @@ class PersonRecognizer:
         y_all = labels.to(self.device).long()
         model = self.model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = max(1, x_all.shape[0] // cfg.batch_size)  # drop_last
+        steps = steps_per_epoch(x_all.shape[0], cfg.batch_size)  # drop_last
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
-        progress = tqdm(total=cfg.epochs * steps, desc=description, unit="batch", leave=False)
-        loss = torch.zeros(())
-        for _epoch in range(cfg.epochs):
-            order = torch.randperm(x_all.shape[0], generator=generator)
-            for step in range(steps):
-                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size].to(self.device)
-                x = x_all[idx]
-                if cfg.random_flip or cfg.random_shift:
-                    x = _augment(x, cfg.random_shift, cfg.random_flip, generator)
-                loss = F.cross_entropy(model(x), y_all[idx], label_smoothing=cfg.label_smooth)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-        progress.close()
-        self.last_loss = float(loss.item())
+
+        def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+            idx = idx.to(self.device)
+            x = x_all[idx]
+            if cfg.random_flip or cfg.random_shift:
+                x = _augment(x, cfg.random_shift, cfg.random_flip, generator)
+            return F.cross_entropy(model(x), y_all[idx], label_smoothing=cfg.label_smooth)
+
+        self.last_loss = train_epochs(x_all.shape[0], cfg.batch_size, cfg.epochs, generator, optimizer, scheduler, batch_loss, description)
         log.info("%s: final training loss %.3f", description, self.last_loss)
         model.eval()
         return self

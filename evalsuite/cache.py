@@ -6,12 +6,15 @@ entry. Entries are written through a temporary file and ``os.replace``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalsuite.store import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class Cache:
@@ -39,7 +42,8 @@ class Cache:
             return None
         try:
             return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError):
+        except (ValueError, OSError, EOFError) as exc:
+            log.warning("cached %s %s is unreadable (%s); rebuilding it", kind, path, exc)
             path.unlink(missing_ok=True)  # a damaged entry is recomputed
             return None
 

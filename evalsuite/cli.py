@@ -39,7 +39,24 @@ def cmd_run(overrides: Sequence[str]) -> int:
     return 0
 
 
-def cmd_list(kinds: Sequence[str]) -> int:
+def component_location(factory: object) -> str:
+    """``module.Class (path/to/file.py)`` of a registered factory, the path relative to the working folder when inside it."""
+    import inspect
+    from pathlib import Path
+
+    name = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', type(factory).__name__)}"
+    try:
+        path = Path(inspect.getsourcefile(factory) or "")  # type: ignore[arg-type]
+    except TypeError:
+        return name
+    try:
+        shown = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = path
+    return f"{name} ({shown})"
+
+
+def cmd_list(kinds: Sequence[str], verbose: bool = False) -> int:
     from evalsuite.registry import load_all
 
     registries = load_all()
@@ -56,6 +73,9 @@ def cmd_list(kinds: Sequence[str]) -> int:
         for entry in registry:
             origin = "" if entry.source == "builtin" else f"  [{entry.source}]"
             print(f"  {entry.name:<{width}}  {entry.description}{origin}")
+            if verbose:
+                preset = f"; preset {entry.params}" if entry.params else ""
+                print(f"  {'':<{width}}  -> {component_location(entry.factory)}{preset}")
         print()
     return 0
 
@@ -154,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("overrides", nargs="*", help="key=value overrides (Hydra grammar)")
     p_list = sub.add_parser("list", help="list registered anonymizers, attacks, protocols, datasets and metrics")
     p_list.add_argument("kinds", nargs="*", help="only these kinds")
+    p_list.add_argument("-v", "--verbose", dest="show_modules", action="store_true", help="also show each component's module and file (and preset parameters)")
     p_synth = sub.add_parser("synth", help="write a synthetic Market-1501-layout dataset")
     p_synth.add_argument("overrides", nargs="*", help="out=DIR and generator settings, e.g. seed=1 num_train_ids=100")
 
@@ -206,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args.overrides)
         if args.command == "list":
-            return cmd_list(args.kinds)
+            return cmd_list(args.kinds, args.show_modules)
         if args.command == "report":
             return cmd_report(args)
         if args.command == "baseline":

@@ -27,7 +27,8 @@ class AnonymizerSpec:
         return self.anonymizer.stochastic
 
     def key(self) -> dict[str, Any]:
-        return {"name": self.name, "class": type(self.anonymizer).__qualname__, "params": self.params}
+        """What identifies this anonymizer's output: name, class, parameters and code version."""
+        return {"name": self.name, "class": type(self.anonymizer).__qualname__, "params": self.params, "code_version": self.anonymizer.code_hash()}
 
 
 def resolve_anonymizer(spec: Any) -> AnonymizerSpec:

@@ -36,6 +36,19 @@ class Protocol:
     def __init__(self, cfg: DictConfig, cache: Cache) -> None:
         self.cfg = cfg
         self.cache = cache
+        #: the protocol's decoded image sets and their anonymized versions (:mod:`evalsuite.pipeline`)
+        self.sets: dict[str, Any] = {}
+        self.anonymized_sets: Any = None
+
+    @property
+    def images(self) -> dict[str, Any]:
+        """Each image set's decoded uint8 (N, 3, H, W) images."""
+        return {name: s.images for name, s in self.sets.items()}
+
+    @property
+    def masks(self) -> dict[str, Any]:
+        """Each image set's bool (N, 1, H, W) region masks."""
+        return {name: s.masks for name, s in self.sets.items()}
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -43,6 +56,12 @@ class Protocol:
 
     def prepare(self) -> None:
         """Load data and validate everything that can fail before any output is written."""
+
+    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
+        """Check the anonymizers against this protocol's data before any output is written
+        (``precomputed`` checks its folder; refused declarations raise UserError)."""
+        if self.anonymized_sets is not None:
+            self.anonymized_sets.bind(specs, list(self.sets.values()))
 
     def dataset_label(self) -> str:
         return str(self.cfg.dataset.name)

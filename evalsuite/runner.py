@@ -120,6 +120,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         if attack.name not in protocol.supported_attacks:
             raise UserError(f"attacks names {attack.name!r}, which {cfg.protocol} does not support; use attacks=[{','.join(protocol.supported_attacks)}]")
     protocol.prepare()  # every input error surfaces here, before OUT is touched
+    protocol.validate_anonymizers(anonymizers)
 
     out = out_dir_for(cfg)
     store = ResultsStore(out)

@@ -31,6 +31,7 @@ from evalsuite.detection.instances import REGION_NAMES, anonymize_instances, ima
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, predict, train_detector
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
+from evalsuite.pipeline import refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
 from evalsuite.store import atomic_path, atomic_write_text
@@ -119,6 +120,17 @@ class DetectionProtocol(Protocol):
     def dataset_label(self) -> str:
         return str(self.cfg.dataset.name)
 
+    def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
+        """Refuse, before any output, anonymizers whose declaration cannot be honoured instance by instance."""
+        reasons = {
+            "fit_on:anonymized_set": "k-Same's guarantee is about a closed set of aligned faces of distinct people, "
+                                     "and these protocols anonymize each person or face of a scene on its own, at its own size",
+            "fit_on:train": "fitting anonymizers on the detection training split is not implemented here (each instance is anonymized on its own)",
+            "regions:own": "detection AP is measured against the annotated instances, which are what gets anonymized here; "
+                           "an anonymizer that finds its own regions belongs in image-quality (leak_rate)",
+        }
+        refuse_declarations(specs, reasons, str(self.cfg.protocol))
+
     def dataset_fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
             assert self.dataset is not None
@@ -151,8 +163,6 @@ class DetectionProtocol(Protocol):
         image = self.image(split, index)
         if spec.is_identity:
             return image
-        if spec.anonymizer.requires_fit:
-            raise UserError(f"anonymizer {spec.label} must be fitted on training data, which the detection protocols do not do; choose anonymizers that need no fitting")
         data = self.splits[split]
         info = data.images[index]
         regions = instance_regions(data, info, self.region, self.dilation)

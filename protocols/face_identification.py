@@ -43,7 +43,7 @@ regression, default, or ``linear_svm``) is fitted on the enrolment embeddings, a
 
 For ``none`` the adaptive and parrot attackers are the naive one (shared, trained once).
 
-**Fitted anonymizers** (``requires_fit``, k-Same) are fitted on the set they anonymize. With
+**Fitted anonymizers** (``fit_on: anonymized_set``, k-Same) are fitted on the set they anonymize. With
 ``fit_groups=distinct`` (default) that set is cut into groups holding at most one image per
 identity (group j = the j-th image of every identity), and each group is fitted and
 anonymized on its own: k-Same is defined on a face set of distinct people (Newton et al.),
@@ -60,22 +60,18 @@ import inspect
 import logging
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from attacks.face_recognizer import FaceRecognizer
 from attacks.threat_models import ThreatModel
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
-from evalsuite.data.faces import FaceDataset, FaceSample, read_face_image
+from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.identification import (
@@ -85,10 +81,9 @@ from evalsuite.metrics.identification import (
     verification_metrics,
     verification_pairs,
 )
+from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crops
 from evalsuite.protocol import CellResult, Protocol
-from evalsuite.regions import region_masks
 from evalsuite.registry import DATASETS, PROTOCOLS, RECOGNIZERS
-from evalsuite.store import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +195,7 @@ class FaceIdentification(Protocol):
         self.dataset: FaceDataset | None = None
         self.samples: dict[str, list[FaceSample]] = {}
         self.labels: dict[str, np.ndarray] = {}
-        self.images: dict[str, torch.Tensor] = {}
-        self.masks: dict[str, torch.Tensor] = {}
         self.identities: list[str] = []
-        self._anonymized: dict[str, torch.Tensor] = {}
         self._recognizers: dict[str, FaceRecognizer] = {}
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
         self._classifiers: dict[tuple[str, str, int], Any] = {}
@@ -254,46 +246,14 @@ class FaceIdentification(Protocol):
         index = {name: i for i, name in enumerate(self.identities)}
         self.samples = {"enrol": enrol, "probe": probe}
         log.info("%s; closed set: %d identities, %d enrolment / %d probe images", dataset.summary(), len(self.identities), len(enrol), len(probe))
+        region = {"name": str(self.cfg.region.name), "dilation": int(self.cfg.region.dilation), "fallback": "error"}
         for name, samples in self.samples.items():
             self.labels[name] = np.array([index[s.identity] for s in samples], dtype=np.int64)
-            self.images[name], scales = self._load(samples, name)
-            self.masks[name] = self._region_masks(samples, scales)
+            images, annotations = face_crops(samples, int(self.cfg.image_size), float(self.cfg.center_crop), f"load {name}")
+            self.sets[name] = ImageSet.from_samples(name, samples, region, images=images, annotations=annotations)
+        context = {"protocol": "face-identification", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region), "fit_groups": str(self.cfg.fit_groups)}
+        self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="face-identification")
         build_recognizer(self.recognizer_name, self.recognizer_params(), self.device)  # fail early (missing weights...)
-
-    def _load(self, samples: list[FaceSample], name: str) -> tuple[torch.Tensor, list[tuple[float, float, float]]]:
-        """Decode, centre-crop and resize every image: uint8 (N, 3, S, S) and (x0, y0, scale) per image."""
-        size, crop = int(self.cfg.image_size), float(self.cfg.center_crop)
-        hint = "replace or remove the file (or its line in the dataset's lists)"
-
-        def one(sample: FaceSample) -> tuple[np.ndarray, tuple[float, float, float]]:
-            img = read_face_image(sample.path, hint)
-            h, w = img.shape[:2]
-            side = min(h, w) * crop
-            x0, y0 = (w - side) / 2, (h - side) / 2
-            if (h, w) == (size, size) and crop == 1:
-                return img, (0.0, 0.0, 1.0)
-            ix0, iy0, iside = int(round(x0)), int(round(y0)), max(1, int(round(side)))
-            patch = img[iy0:iy0 + iside, ix0:ix0 + iside]
-            scale = size / iside
-            interp = cv2.INTER_AREA if iside > size else cv2.INTER_LINEAR
-            return cv2.resize(patch, (size, size), interpolation=interp), (float(ix0), float(iy0), scale)
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(tqdm(pool.map(one, samples), total=len(samples), desc=f"load {name}", unit="img", leave=False))
-        arrays = np.stack([r[0] for r in results])
-        return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous(), [r[1] for r in results]
-
-    def _region_masks(self, samples: list[FaceSample], scales: list[tuple[float, float, float]]) -> torch.Tensor:
-        size = int(self.cfg.image_size)
-        region = str(self.cfg.region.name)
-        proxies = []
-        for sample, (x0, y0, scale) in zip(samples, scales):
-            ann = sample.annotations
-            box = ann.get("face_box")
-            if box is not None:
-                ann = {**ann, "face_box": [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]}
-            proxies.append(SimpleNamespace(annotations=ann, relpath=sample.relpath))
-        return region_masks(proxies, region, size, size, dilation=int(self.cfg.region.dilation), fallback="error")  # type: ignore[arg-type]
 
     def dataset_label(self) -> str:
         return self.dataset.name if self.dataset is not None else str(self.cfg.dataset.name)
@@ -305,43 +265,42 @@ class FaceIdentification(Protocol):
                 "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files)}
 
     # ---------------------------------------------------------------- anonymized sets
-    def _set_key(self, which: str, spec: AnonymizerSpec, seed: int) -> str:
-        key = {"dataset": self.dataset_fingerprint(), "set": which, "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
-        if spec.anonymizer.requires_fit:
-            key["fit_groups"] = str(self.cfg.fit_groups)
-            if which.startswith("joint"):
-                key["joint_order"] = "alternating"  # FaceIdentification.joint_order
-        if spec.stochastic:
-            key.update(seed=seed, batch_size=int(self.cfg.batch_size))
-        return stable_hash(key)
-
     def anonymized(self, which: str, spec: AnonymizerSpec, seed: int, joint: bool = False) -> tuple[torch.Tensor, str]:
-        """The ``enrol`` or ``probe`` set anonymized by ``spec`` (cached) and its key.
+        """The ``enrol`` or ``probe`` set anonymized by ``spec`` (the shared pipeline, cached) and its key.
 
         ``joint``: anonymized together with the other set (the parrot attack); only matters
-        for fitted or stochastic anonymizers."""
+        for anonymizers fitted on the set they anonymize or stochastic ones. Anonymizers
+        fitted on training data (``fit_on: train``) are fitted on the clean enrolment set."""
+        assert self.anonymized_sets is not None
+        sets = self.anonymized_sets
         if spec.is_identity:
             return self.images[which], f"clean-{which}"
-        joint = joint and (spec.anonymizer.requires_fit or spec.stochastic)
-        key = self._set_key(f"joint-{which}" if joint else which, spec, seed)
-        if key not in self._anonymized:
-            cached = self.cache.load_array("anonymized", key)
-            if cached is not None:
-                self._anonymized[key] = torch.from_numpy(cached)
-            elif joint:
-                both = self._run_anonymizer(torch.cat([self.images[s] for s in SETS]), torch.cat([self.masks[s] for s in SETS]),
-                                            [x for s in SETS for x in self.samples[s]], np.concatenate([self.labels[s] for s in SETS]), spec, seed, "enrol+probe",
-                                            order=self.joint_order(self.labels["enrol"], self.labels["probe"]))
-                n = self.images["enrol"].shape[0]
-                for part, result in (("enrol", both[:n]), ("probe", both[n:])):
-                    part_key = self._set_key(f"joint-{part}", spec, seed)
-                    self.cache.save_array("anonymized", part_key, result.numpy())
-                    self._anonymized[part_key] = result
+        if joint and (sets.fits_per_set(spec) or spec.stochastic):
+            both = ImageSet.concat("enrol+probe", [self.sets[s] for s in SETS])
+            labels = np.concatenate([self.labels[s] for s in SETS])
+            groups = self.anonymizer_groups(spec, labels, self.joint_order(self.labels["enrol"], self.labels["probe"]))
+            result = sets.get(both, spec, seed, train=self.sets["enrol"], groups=groups)
+            n = len(self.sets["enrol"])
+            return (result.images[:n] if which == "enrol" else result.images[n:]), f"{result.key}-{which}"
+        result = sets.get(self.sets[which], spec, seed, train=self.sets["enrol"], groups=self.anonymizer_groups(spec, self.labels[which]))
+        return result.images, result.key
+
+    def anonymizer_groups(self, spec: AnonymizerSpec, labels: np.ndarray, order: np.ndarray | None = None) -> list[np.ndarray] | None:
+        """The :meth:`fit_groups` of an anonymizer fitted on the set it anonymizes, groups smaller
+        than its k pooled (into the last big one if still too small); None for other anonymizers."""
+        assert self.anonymized_sets is not None
+        if not self.anonymized_sets.fits_per_set(spec):
+            return None
+        groups = self.fit_groups(labels, order)
+        k = int(getattr(spec.anonymizer, "k", 1) or 1)
+        big, small = [g for g in groups if len(g) >= k], [g for g in groups if len(g) < k]
+        if small:
+            pooled = np.concatenate(small)
+            if len(pooled) >= k or not big:
+                big.append(pooled)
             else:
-                result = self._run_anonymizer(self.images[which], self.masks[which], self.samples[which], self.labels[which], spec, seed, which)
-                self.cache.save_array("anonymized", key, result.numpy())
-                self._anonymized[key] = result
-        return self._anonymized[key], key
+                big[-1] = np.concatenate([big[-1], pooled])
+        return big
 
     def fit_groups(self, labels: np.ndarray, order: np.ndarray | None = None) -> list[np.ndarray]:
         """Index groups a fitted anonymizer is fitted and applied on (``fit_groups``).
@@ -373,36 +332,6 @@ class FaceIdentification(Protocol):
 
         return np.concatenate([2 * within(enrol_labels) + enrol_labels % 2, 2 * within(probe_labels) + 1 - probe_labels % 2])
 
-    def _run_anonymizer(self, images: torch.Tensor, masks: torch.Tensor, samples: list[FaceSample], labels: np.ndarray,
-                        spec: AnonymizerSpec, seed: int, what: str, order: np.ndarray | None = None) -> torch.Tensor:
-        anonymizer = spec.anonymizer
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        out = torch.empty_like(images)
-        if anonymizer.requires_fit:
-            groups = self.fit_groups(labels, order)
-            k = int(getattr(anonymizer, "k", 1) or 1)
-            big, small = [g for g in groups if len(g) >= k], [g for g in groups if len(g) < k]
-            if small:  # groups too small for k-anonymity on their own are pooled (into the last big one if still too small)
-                pooled = np.concatenate(small)
-                if len(pooled) >= k or not big:
-                    big.append(pooled)
-                else:
-                    big[-1] = np.concatenate([big[-1], pooled])
-            groups = big
-            for group in tqdm(groups, desc=f"{spec.label} {what}", unit="group", leave=False):
-                idx = torch.as_tensor(group)
-                x, m = images[idx].to(self.device), masks[idx].to(self.device)
-                ann = [samples[i].annotations for i in group]
-                anonymizer.fit(x, m, ann)
-                out[idx] = anonymizer.anonymize(x, m, ann, generator=generator).cpu()
-            return out
-        batch = int(self.cfg.batch_size)
-        for start in tqdm(range(0, images.shape[0], batch), desc=f"{spec.label} {what}", unit="batch", leave=False):
-            stop = start + batch
-            ann = [s.annotations for s in samples[start:stop]]
-            out[start:stop] = anonymizer.anonymize(images[start:stop].to(self.device), masks[start:stop].to(self.device), ann, generator=generator).cpu()
-        return out
-
     # ---------------------------------------------------------------- recognizers
     def recognizer(self, enrol_key: str, enrol_images: torch.Tensor, seed: int) -> tuple[FaceRecognizer, str, float]:
         """The recognizer trained on ``enrol_images`` (cached on disk when trainable)."""
@@ -419,17 +348,10 @@ class FaceIdentification(Protocol):
         started = time.perf_counter()
         probe = build_recognizer(self.recognizer_name, params, self.device)
         if trainable:
-            path = self.cache.path("recognizers", key, ".pt")
-            if path.exists():
-                try:
-                    probe.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                except (RuntimeError, EOFError, OSError, ValueError) as exc:
-                    log.warning("cached recognizer %s is unreadable (%s); training again", path, exc)
-                    path.unlink(missing_ok=True)
-            if not path.exists():
-                probe.fit(enrol_images, self.labels["enrol"], seed=seed)
-                with atomic_path(path) as tmp:
-                    torch.save(probe.state_dict(), tmp)
+            assert self.anonymized_sets is not None
+            self.anonymized_sets.artifacts.get_or_build(
+                "recognizers", key, ".pt", lambda path: probe.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)),
+                lambda: probe.fit(enrol_images, self.labels["enrol"], seed=seed), lambda _, path: torch.save(probe.state_dict(), path), what="recognizer")
         self._recognizers[key] = probe
         return probe, key, time.perf_counter() - started
 

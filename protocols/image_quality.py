@@ -32,18 +32,18 @@ import torch
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
+from evalsuite.data.faces import FaceDataset
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
 from evalsuite.metrics.attributes import AttributeConfig, AttributeEncoder, attribute_accuracies, select_attributes, train_attribute_classifier
 from evalsuite.metrics.fidelity import EXTRACTORS, FeatureBank, build_extractor, fid_kid
-from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, detected_masks, detects_regions, leak_rate
+from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, leak_rate
 from evalsuite.metrics.quality import image_quality_scores, mean_psnr, ms_ssim, ms_ssim_levels
 from evalsuite.metrics.realness import RealnessConfig, fooling_rate, identity_fooling_rate
 from evalsuite.metrics.weights import WeightsUnavailable
+from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crops
 from evalsuite.protocol import CellResult, Protocol
-from evalsuite.regions import region_masks
 from evalsuite.registry import DATASETS, PROTOCOLS
-from protocols.market1501_reid import load_images
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ TABLE_METRICS = (
     "ldsr", "fooling_rate", "attribute_accuracy",
 )
 SPLIT_NAMES = ("train", "query", "gallery")
+#: face datasets: ``splits.train`` names partitions (CelebA's train / val / test); without
+#: partitions, identities (images, for datasets without identities) are split in halves by a hash
+FACE_PARTITIONS = ("train", "val", "test")
 
 
 def _landmark_function() -> Callable[..., Any]:
@@ -80,6 +83,8 @@ class ImageQuality(Protocol):
             "attacks": ["none"],
             "region": {"name": "head", "dilation": None, "fallback": "image"},
             "splits": {"train": ["train"], "eval": ["query", "gallery"]},
+            "image_size": 112,
+            "center_crop": 1.0,
             "download": True,
             "fid": {"extractors": ["random", "inception"], "seed": 0, "size": 96, "inception_weights": None, "kid_subsets": 100, "kid_subset_size": 1000},
             "lpips": {"net": "alex", "backbone_weights": None},
@@ -93,17 +98,12 @@ class ImageQuality(Protocol):
     def __init__(self, cfg, cache) -> None:
         super().__init__(cfg, cache)
         self.device = str(cfg.device)
-        self.dataset: ReidDataset | None = None
+        self.dataset: ReidDataset | FaceDataset | None = None
         self.samples: dict[str, list[Sample]] = {}
-        self.images: dict[str, torch.Tensor] = {}
-        self.masks: dict[str, torch.Tensor] = {}
         self.unavailable: dict[str, str] = {}
         self.bank: FeatureBank | None = None
         self.lpips = None
         self.landmarks: Callable[..., Any] | None = None
-        self._anonymized: dict[str, torch.Tensor] = {}
-        self._detected: dict[str, torch.Tensor] = {}
-        self._fitted: set[str] = set()
         self._attribute_models: dict[int, tuple[Any, AttributeEncoder, dict[str, float]]] = {}
         self._ldsr_original: float | None = None
         fid = to_plain(cfg.fid)
@@ -129,24 +129,49 @@ class ImageQuality(Protocol):
             if kind not in EXTRACTORS:
                 raise UserError(f"fid.extractors names {kind!r}; valid extractors are {', '.join(EXTRACTORS)}")
 
-    def _load_split_group(self, role: str) -> None:
+    def _face_roles(self, dataset: FaceDataset) -> dict[str, list[Any]]:
+        """Face datasets: ``train`` = the partitions in splits.train, ``eval`` = the rest; without
+        partitions, a hash of the identity (or of the file) puts half of them in each."""
+        import hashlib
+
+        train_names = {str(n) for n in self.cfg.splits.train}
+        partitioned = any(s.split for s in dataset.samples)
+        roles: dict[str, list[Any]] = {"train": [], "eval": []}
+        for sample in dataset.samples:
+            if partitioned:
+                in_train = sample.split in train_names
+            else:
+                name = sample.identity if sample.identity is not None else sample.relpath
+                in_train = int(hashlib.sha1(str(name).encode()).hexdigest()[:8], 16) % 2 == 0
+            roles["train" if in_train else "eval"].append(sample)
+        log.info("image-quality on face dataset %s: %d training / %d evaluation images (%s)", dataset.name, len(roles["train"]), len(roles["eval"]),
+                 f"partitions {sorted(train_names)} vs the rest" if partitioned else "identities split in halves by a hash")
+        return roles
+
+    def _load_sets(self) -> None:
         assert self.dataset is not None
-        samples: list[Sample] = []
-        tensors = []
-        for split in self.cfg.splits[role]:
-            split_samples = self.dataset.split(str(split))
-            if not split_samples:
-                raise UserError(f"dataset {self.dataset.root} has no {split} images (splits.{role}); check dataset.root")
-            samples += split_samples
-            tensors.append(load_images(split_samples, f"load {split}"))
-        if len({t.shape[1:] for t in tensors}) != 1:
-            raise UserError(f"the images of splits.{role} differ in size; this protocol compares whole image sets of one size")
-        self.samples[role] = samples
-        self.images[role] = torch.cat(tensors)
-        _, _, h, w = self.images[role].shape
-        region = self.cfg.region
-        dilation = None if region.dilation is None else int(region.dilation)
-        self.masks[role] = region_masks(samples, str(region.name), h, w, dilation=dilation, fallback=str(region.fallback))
+        region = to_plain(self.cfg.region)
+        if isinstance(self.dataset, FaceDataset):
+            if region["name"] == "head":  # aligned faces have no head box: the face box, else the whole aligned face
+                boxed = all(s.annotations.get("face_box") is not None for s in self.dataset.samples)
+                region["name"] = "face" if boxed else "image"
+                log.info("image-quality on faces: region head read as %s", region["name"])
+            for role, samples in self._face_roles(self.dataset).items():
+                if not samples:
+                    raise UserError(f"dataset {self.dataset.root} leaves no {role} images for image-quality; use a dataset with more identities or partitions")
+                images, annotations = face_crops(samples, int(self.cfg.image_size), float(self.cfg.center_crop), f"load {role}")
+                self.samples[role] = samples
+                self.sets[role] = ImageSet.from_samples(role, samples, region, images=images, annotations=annotations)
+            return
+        for role in ("train", "eval"):
+            samples: list[Sample] = []
+            for split in self.cfg.splits[role]:
+                split_samples = self.dataset.split(str(split))
+                if not split_samples:
+                    raise UserError(f"dataset {self.dataset.root} has no {split} images (splits.{role}); check dataset.root")
+                samples += split_samples
+            self.samples[role] = samples
+            self.sets[role] = ImageSet.from_samples(role, samples, region)
 
     def _unavailable(self, metrics: tuple[str, ...], reason: str) -> None:
         log.warning("%s left empty: %s", " / ".join(metrics), reason)
@@ -156,10 +181,14 @@ class ImageQuality(Protocol):
     def prepare(self) -> None:
         self._check_config()
         params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        self.dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
-        log.info("%s", self.dataset.summary())
-        self._load_split_group("train")
-        self._load_split_group("eval")
+        dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        if not isinstance(dataset, (ReidDataset, FaceDataset)):
+            raise UserError(f"dataset {self.cfg.dataset.name!r} is a {type(dataset).__name__}; image-quality reads person-crop datasets (synthetic, market1501, pipa) and face datasets (synthetic-faces, celeba, face-folder, utkface)")
+        self.dataset = dataset
+        log.info("%s", dataset.summary())
+        self._load_sets()
+        context = {"protocol": "image-quality", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
+        self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="image-quality")
         download = bool(self.cfg.download)
         extractors = {}
         for kind in self.fid_cfg.get("extractors") or []:
@@ -182,62 +211,27 @@ class ImageQuality(Protocol):
         except ImportError as exc:
             self._unavailable(("ldsr",), f"the dlib landmark toolkit evalsuite.metrics.landmarks cannot be imported ({exc})")
         train_annotations = [s.annotations for s in self.samples["train"]]
-        self.attribute_names = select_attributes(train_annotations, self.attribute_config.names)
+        self.attribute_names: Any = None
+        try:
+            self.attribute_names = select_attributes(train_annotations, self.attribute_config.names)
+        except UserError as exc:
+            if self.attribute_config.names is not None:  # asked for by name: a real input error
+                raise
+            self._unavailable(("attribute_accuracy",), str(exc))
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
-        files = {role: stable_hash([f"{s.relpath}:{s.pid}:{s.camid}" for s in samples]) for role, samples in self.samples.items()}
-        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files}
+        files = {role: stable_hash([f"{s.relpath}:{getattr(s, 'pid', getattr(s, 'identity', None))}" for s in samples]) for role, samples in self.samples.items()}
+        extra = {"image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop)} if isinstance(self.dataset, FaceDataset) else {}
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files, **extra}
 
     # ---------------------------------------------------------------- anonymized sets
-    def _anonymized_key(self, role: str, spec: AnonymizerSpec, seed: int) -> str:
-        key = {"dataset": self.dataset_fingerprint(), "role": role, "splits": list(self.cfg.splits[role]), "anonymizer": spec.key(), "region": to_plain(self.cfg.region), "detects": detects_regions(spec.anonymizer)}
-        if spec.stochastic:
-            key.update(seed=seed, batch_size=int(self.cfg.batch_size))
-        return stable_hash(key)
-
-    def anonymized(self, role: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:
-        """The ``role`` ("train" / "eval") images anonymized by ``spec`` (memory and disk cache) and their key."""
-        if spec.is_identity:
-            return self.images[role], f"clean-{role}-{stable_hash(self.dataset_fingerprint())}"
-        key = self._anonymized_key(role, spec, seed)
-        if key not in self._anonymized:
-            cached = self.cache.load_array("anonymized", key)
-            detected = self.cache.load_array("detected", key) if detects_regions(spec.anonymizer) else None
-            if cached is not None and (detected is not None or not detects_regions(spec.anonymizer)):
-                result = torch.from_numpy(cached)
-                if detected is not None:
-                    self._detected[key] = torch.from_numpy(detected)
-            else:
-                result = self._run_anonymizer(role, spec, seed, key)
-                self.cache.save_array("anonymized", key, result.numpy())
-                if key in self._detected:
-                    self.cache.save_array("detected", key, self._detected[key].numpy())
-            self._anonymized[key] = result
-        return self._anonymized[key], key
-
-    def _run_anonymizer(self, role: str, spec: AnonymizerSpec, seed: int, key: str) -> torch.Tensor:
-        from tqdm.auto import tqdm
-
-        anonymizer = spec.anonymizer
-        if spec.label not in self._fitted:
-            anonymizer.fit(self.images["train"].to(self.device), self.masks["train"].to(self.device), [s.annotations for s in self.samples["train"]])
-            self._fitted.add(spec.label)
-        images, masks, samples = self.images[role], self.masks[role], self.samples[role]
-        detects = detects_regions(anonymizer)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        batch = int(self.cfg.batch_size)
-        out, used = [], []
-        for start in tqdm(range(0, images.shape[0], batch), desc=f"{spec.label} {role}", unit="batch", leave=False):
-            stop = start + batch
-            chunk = images[start:stop].to(self.device)
-            annotations = [s.annotations for s in samples[start:stop]]
-            region = detected_masks(anonymizer, chunk, annotations) if detects else masks[start:stop].to(self.device)
-            out.append(anonymizer.anonymize(chunk, region, annotations, generator=generator).cpu())
-            used.append(region.cpu())
-        if detects:
-            self._detected[key] = torch.cat(used)
-        return torch.cat(out)
+    def anonymized(self, role: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str, torch.Tensor | None]:
+        """The ``role`` ("train" / "eval") images anonymized by ``spec`` (the shared pipeline), their key
+        and, for anonymizers that find their own regions, the detected masks."""
+        assert self.anonymized_sets is not None
+        result = self.anonymized_sets.get(self.sets[role], spec, seed, train=self.sets["train"])
+        return result.images, result.key, result.detections
 
     # ---------------------------------------------------------------- metric groups
     def _fidelity(self, anonymized: torch.Tensor) -> tuple[dict[str, float], dict[str, Any]]:
@@ -261,7 +255,7 @@ class ImageQuality(Protocol):
     def _distribution(self, anonymized: torch.Tensor, key: str, seed: int) -> dict[str, float]:
         assert self.bank is not None
         reference = (f"clean-eval-{stable_hash(self.dataset_fingerprint())}", self.images["eval"])
-        candidate = reference if key == reference[0] else (key, anonymized)
+        candidate = reference if anonymized is self.sets["eval"].images else (key, anonymized)
         metrics: dict[str, float] = {}
         for kind in self.bank.extractors:
             metrics.update(fid_kid(self.bank, kind, reference, candidate, int(self.fid_cfg["kid_subsets"]), int(self.fid_cfg["kid_subset_size"]), seed=seed))
@@ -271,11 +265,12 @@ class ImageQuality(Protocol):
         """LDSR over the evaluation images whose original shows a face (``face_box`` not None)."""
         if self.landmarks is None:
             return {}, {}
-        index = [i for i, s in enumerate(self.samples["eval"]) if s.annotations.get("face_box") is not None]
+        annotations = self.sets["eval"].annotations  # face boxes in the coordinates of the (cropped) images
+        index = [i for i, a in enumerate(annotations) if a.get("face_box") is not None]
         if not index:
             self.unavailable.setdefault("ldsr", "no evaluation image has a face_box annotation (LDSR needs visible faces)")
             return {}, {}
-        boxes = [self.samples["eval"][i].annotations["face_box"] for i in index]
+        boxes = [annotations[i]["face_box"] for i in index]
         options = {k: v for k, v in to_plain(self.cfg.ldsr).items()}
         options["key"] = "ldsr.models_dir"
 
@@ -292,25 +287,27 @@ class ImageQuality(Protocol):
         if seed in self._attribute_models:
             return self._attribute_models[seed]
         from evalsuite.metrics.classifier import SmallCNN
-        from evalsuite.store import atomic_path
 
         train_annotations = [s.annotations for s in self.samples["train"]]
         encoder = AttributeEncoder(self.attribute_names, train_annotations)
         key = stable_hash({"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "attributes": encoder.state(), "config": to_plain(self.cfg.attributes), "seed": seed})
-        path = self.cache.path("classifiers", key, ".pt")
-        if path.exists():
+
+        def load(path: Any) -> Any:
             model = SmallCNN([len(encoder.classes[n]) for n in encoder.names], width=self.attribute_config.width)
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            model.eval()
-        else:
-            model = train_attribute_classifier(self.images["train"], encoder, train_annotations, self.attribute_config, seed, self.device)
-            with atomic_path(path) as tmp:
-                torch.save(model.state_dict(), tmp)
+            return model.eval()
+
+        assert self.anonymized_sets is not None
+        model, _ = self.anonymized_sets.artifacts.get_or_build(
+            "classifiers", key, ".pt", load, lambda: train_attribute_classifier(self.images["train"], encoder, train_annotations, self.attribute_config, seed, self.device),
+            lambda m, path: torch.save(m.state_dict(), path), what="attribute classifier")
         original = attribute_accuracies(model, encoder, self.images["eval"], [s.annotations for s in self.samples["eval"]], self.device)
         self._attribute_models[seed] = (model, encoder, original)
         return self._attribute_models[seed]
 
     def _attributes(self, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        if self.attribute_names is None:
+            return {}, {}
         model, encoder, original = self._attribute_classifier(seed)
         accuracy = attribute_accuracies(model, encoder, anonymized, [s.annotations for s in self.samples["eval"]], self.device)
         per_attribute = {name: {"anonymized": accuracy[name], "original": original[name]} for name in accuracy}
@@ -322,8 +319,8 @@ class ImageQuality(Protocol):
     def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
         durations: dict[str, float] = {}
         timer = time.perf_counter()
-        anonymized, key = self.anonymized("eval", anonymizer, seed)
-        train_anonymized, _ = self.anonymized("train", anonymizer, seed)
+        anonymized, key, detected = self.anonymized("eval", anonymizer, seed)
+        train_anonymized, _, _ = self.anonymized("train", anonymizer, seed)
         durations["anonymize_s"] = time.perf_counter() - timer
         metrics: dict[str, float] = {}
         extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name)}
@@ -340,11 +337,13 @@ class ImageQuality(Protocol):
         step("ldsr", lambda: self._ldsr(anonymized))
         step("realness", lambda: self._realness(anonymizer, train_anonymized, anonymized, seed))
         step("attributes", lambda: self._attributes(anonymized, seed))
-        if detects_regions(anonymizer.anonymizer) and key in self._detected:
-            rate, count = leak_rate(self.masks["eval"], self._detected[key], float(self.cfg.leak.min_coverage))
+        if detected is not None:
+            rate, count = leak_rate(self.masks["eval"], detected, float(self.cfg.leak.min_coverage))
             if count:
                 metrics["leak_rate"] = rate
             extra["leak_regions"] = count
+        elif getattr(anonymizer.anonymizer, "regions", "given") == "own":
+            extra["leak_rate_note"] = "the anonymizer finds its own regions but reported no detections"
         else:
             extra["leak_rate_note"] = "anonymizer uses the annotated regions (no detector)"
         for metric in ALL_METRICS:  # every metric but leak_rate is in the row; nan = could not be computed

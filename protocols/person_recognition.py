@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from attacks.person_recognizer import (
     RECOGNIZER_REGIONS,
@@ -59,12 +58,12 @@ from attacks.person_recognizer import (
 from attacks.threat_models import ThreatModel
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
-from evalsuite.data.pipa import load_person_images
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
 from evalsuite.metrics.attention import DEFAULT_SIGMA, head_contribution, saliency_maps
 from evalsuite.metrics.person_recognition import PERSON_RECOGNITION_METRICS, accuracy
 from evalsuite.metrics.quality import image_quality_scores
+from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
 from evalsuite.registry import ANONYMIZERS, DATASETS, PROTOCOLS
@@ -113,12 +112,9 @@ class PersonRecognition(Protocol):
             raise UserError(f"attention.sigma={sigma!r} must be a non-negative number of pixels (0 = no smoothing)")
         self.dataset: ReidDataset | None = None
         self.samples: dict[str, list[Sample]] = {}
-        self.images: dict[str, torch.Tensor] = {}
-        self.masks: dict[str, torch.Tensor] = {}
         self.head_masks: dict[str, torch.Tensor] = {}
         self.boxes: dict[str, torch.Tensor] = {}
         self.labels: dict[str, np.ndarray] = {}
-        self._anonymized: dict[str, torch.Tensor] = {}
         self._recognizers: dict[str, PersonRecognizer] = {}
         self._features: dict[tuple[str, str], np.ndarray] = {}
         self._svms: dict[tuple[str, str], IdentitySVM] = {}
@@ -148,15 +144,15 @@ class PersonRecognition(Protocol):
                     f"{len(missing)} of {len(samples)} {SPLITS[split]} images have no head_box annotation (e.g. {missing[0].relpath}); "
                     "person-recognition needs a head box for every image: use dataset=synthetic or dataset=pipa, or supply dataset.annotations=FILE"
                 )
-            images = torch.from_numpy(load_person_images(samples, f"load {split}")).permute(0, 3, 1, 2).contiguous()
-            _, _, h, w = images.shape
-            self.images[split] = images
-            self.masks[split] = region_masks(samples, str(region.name), h, w, dilation=region.dilation, fallback="error")
+            self.sets[split] = ImageSet.from_samples(split, samples, {"name": str(region.name), "dilation": region.dilation, "fallback": "error"})
+            _, _, h, w = self.sets[split].images.shape
             self.head_masks[split] = region_masks(samples, "head", h, w, dilation=0)
             self.boxes[split] = boxes_tensor([s.annotations["head_box"] for s in samples])
             self.labels[split] = np.array([s.pid for s in samples])
         # the CNNs classify the training identities: labels 0..N-1 whatever the loader did
         self.labels["train"] = np.unique(self.labels["train"], return_inverse=True)[1].reshape(-1)
+        context = {"protocol": "person-recognition", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
+        self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="person-recognition")
         log.info(
             "person-recognition: %d train images / %d ids, %d enrollment / %d test images of %d ids (chance %.1f%%)",
             len(self.samples["train"]), self.num_train_ids, len(self.samples["enroll"]), len(self.samples["test"]),
@@ -174,38 +170,10 @@ class PersonRecognition(Protocol):
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:
-        """The split anonymized by ``spec`` (cached in memory and on disk) and its cache key."""
-        if spec.is_identity:
-            return self.images[split], f"clean-{split}"
-        key = {"dataset": self.dataset_fingerprint(), "split": split, "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
-        if spec.stochastic:
-            key.update(seed=seed, batch_size=int(self.cfg.batch_size))
-        key = stable_hash(key)
-        if key in self._anonymized:
-            return self._anonymized[key], key
-        cached = self.cache.load_array("anonymized", key)
-        if cached is not None:
-            result = torch.from_numpy(cached)
-        else:
-            result = self._run_anonymizer(split, spec, seed)
-            self.cache.save_array("anonymized", key, result.numpy())
-        self._anonymized[key] = result
-        return result, key
-
-    def _run_anonymizer(self, split: str, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
-        anonymizer = spec.anonymizer
-        images, masks = self.images[split], self.masks[split]
-        annotations = [s.annotations for s in self.samples[split]]
-        if anonymizer.requires_fit:  # k-Same is defined on the closed set it anonymizes
-            anonymizer.fit(images.to(self.device), masks.to(self.device), annotations)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        batch = int(self.cfg.batch_size)
-        out = []
-        for start in tqdm(range(0, images.shape[0], batch), desc=f"{spec.label} {split}", unit="batch", leave=False):
-            stop = start + batch
-            result = anonymizer.anonymize(images[start:stop].to(self.device), masks[start:stop].to(self.device), annotations[start:stop], generator=generator)
-            out.append(result.cpu())
-        return torch.cat(out)
+        """The split anonymized by ``spec`` (the shared pipeline: fitted as declared, cached) and its key."""
+        assert self.anonymized_sets is not None
+        result = self.anonymized_sets.get(self.sets[split], spec, seed, train=self.sets["train"])
+        return result.images, result.key
 
     # ---------------------------------------------------------------- recognizers
     def _adapted(self, attack: ThreatModel, spec: AnonymizerSpec) -> bool:
@@ -217,23 +185,23 @@ class PersonRecognition(Protocol):
         adapted = self._adapted(attack, spec)
         source: dict[str, Any] = {"images": "clean"}
         if adapted:
-            source = {"images": "anonymized", "anonymizer": spec.key(), "region": to_plain(self.cfg.region)}
-            if spec.stochastic:
-                source["seed"] = seed
+            assert self.anonymized_sets is not None
+            source = {"images": "anonymized", "set": self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])}
         config = {k: v for k, v in self.recognizer_config.as_dict().items() if k != "svm_c"}
         key = stable_hash({"protocol": "person-recognition", "version": self.version, "dataset": self.dataset_fingerprint(), "region": region, "train": source, "recognizer": config, "seed": seed})
         if key in self._recognizers:
             return self._recognizers[key], key, 0.0
         started = time.perf_counter()
         recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.num_train_ids, device=self.device, seed=seed)
-        path = self.cache.path("person_recognizers", key, ".pt")
-        if path.exists():
-            recognizer.load(path)
-        else:
+
+        def train() -> PersonRecognizer:
             images = self.anonymized("train", spec, seed)[0] if adapted else self.images["train"]
             what = spec.label if adapted else "clean"
-            recognizer.fit(images, self.boxes["train"], torch.as_tensor(self.labels["train"]), description=f"train {region} recognizer ({what}, seed {seed})")
-            recognizer.save(path)
+            return recognizer.fit(images, self.boxes["train"], torch.as_tensor(self.labels["train"]), description=f"train {region} recognizer ({what}, seed {seed})")
+
+        assert self.anonymized_sets is not None
+        self.anonymized_sets.artifacts.get_or_build(
+            "person_recognizers", key, ".pt", recognizer.load, train, lambda r, path: torch.save(r.model.state_dict(), path), what=f"{region} recognizer")
         self._recognizers[key] = recognizer
         return recognizer, key, time.perf_counter() - started
 

@@ -115,6 +115,7 @@ def test_wider_face_with_dlib_on_a_real_face(tmp_path, capsys):
     (["protocol=detection-validate", "dataset=synthetic-faces"], "not a detection dataset"),
     (["protocol=detection-train", *TINY, "detector.categories=[dog]"], "detector.categories=['dog'] names dog"),
     (["protocol=detection-validate", *TINY, "detector.weights=/nonexistent/fcos.pt"], "/nonexistent/fcos.pt not found (set detector.weights"),
+    (["protocol=detection-validate", *TINY, "anonymizers=[none,ksame-pixel-k2]"], "ksame-pixel-k2 (fit_on=anonymized_set) cannot run in detection-validate: k-Same's guarantee"),
 ])
 def test_bad_input_exits_2(args, message, tmp_path, capsys):
     code = main(["run", *args, f"cache_dir={tmp_path}", f"out={tmp_path / 'out'}"])

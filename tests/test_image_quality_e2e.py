@@ -148,3 +148,49 @@ def test_bad_input_is_one_line_and_exit_code_2(args, fragment, tmp_path, capsys)
     assert code == 2
     assert fragment in err[-1] and err[-1].startswith("evalsuite: error:")
     assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+FACES = [
+    "protocol=image-quality", "download=false", "fid.size=64", "fid.kid_subsets=5", "realness.epochs=1", "attributes.epochs=1",
+    "image_size=32", "fid.extractors=[random]", "anonymizers=[none,blur5,ksame-pixel-k2]",
+]
+
+
+def test_image_quality_reads_synthetic_faces_and_runs_ksame(tmp_path, torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    out = tmp_path / "out"
+    args = [*FACES, "dataset=synthetic-faces", "dataset.num_identities=6", "dataset.images_per_identity=[4,4]", "dataset.size=32"]
+    assert main(["run", *args, f"cache_dir={tmp_path / 'cache'}", f"out={out}"]) == 0
+    stored = rows(out)
+    assert set(stored) == {"none", "blur5", "ksame-pixel-k2"}
+    assert stored["none"]["metrics"]["ssim"] == pytest.approx(1.0)
+    for name in ("blur5", "ksame-pixel-k2"):  # k-same is fitted on each set it anonymizes (train, eval), never refused
+        assert stored[name]["metrics"]["ssim"] < 1.0 and stored[name]["num_eval_images"] > 0
+
+
+def test_image_quality_reads_a_face_folder_of_mixed_sizes(tmp_path, torch_home, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    rng = np.random.default_rng(0)
+    for person in range(6):
+        for image in range(3):
+            folder = tmp_path / "faces" / f"person{person}"
+            folder.mkdir(parents=True, exist_ok=True)
+            size = 40 + 8 * image
+            Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(folder / f"{image}.png")
+    out = tmp_path / "out"
+    args = [*FACES, "anonymizers=[none,mask]", "dataset=face-folder", f"dataset.root={tmp_path / 'faces'}"]
+    assert main(["run", *args, f"cache_dir={tmp_path / 'cache'}", f"out={out}"]) == 0
+    stored = rows(out)
+    assert stored["mask"]["metrics"]["ssim"] < stored["none"]["metrics"]["ssim"]
+    assert stored["mask"]["num_eval_images"] + stored["mask"]["num_train_images"] == 18
+
+
+def test_ksame_runs_in_image_quality_on_person_crops(tmp_path, torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    out = tmp_path / "out"
+    args = [*TINY[:-6], "download=false", "fid.size=64", "fid.kid_subsets=5", "realness.epochs=1", "attributes.epochs=1",
+            "fid.extractors=[random]", "anonymizers=[none,ksame-pixel-k2]"]
+    assert main(["run", *args, f"cache_dir={tmp_path / 'cache'}", f"out={out}"]) == 0
+    assert rows(out)["ksame-pixel-k2"]["metrics"]["mask_ssim"] < 1.0

@@ -136,3 +136,16 @@ def test_pipa_tree_runs_end_to_end(cache, tmp_path, capsys):
     assert all(r["num_identities"] == 3 and r["num_test"] == 3 and r["num_enroll"] == 3 for r in stored)
     black = next(r for r in stored if r["anonymizer"] == "blackhead")["metrics"]
     assert black["mask_ssim"] < 0.5 < black["ssim"]
+
+
+def test_html_report_with_ksame_renders_its_image_grid(cache, tmp_path, caplog):
+    """k-Same used to abort render_grid ("not in the set it was fitted on"); the grid now fits it as the run did."""
+    out = tmp_path / "out"
+    args = [*TINY[:-2], "anonymizers=[none,blurhead,ksame-pixel-k2]", "attacks=[naive]"]
+    assert main(["run", *args, f"cache_dir={cache}", f"out={out}"]) == 0
+    page = tmp_path / "report.html"
+    plots = tmp_path / "plots"
+    assert main(["report", str(out), "--format", "html", "--out", str(page), "--plots", str(plots)]) == 0
+    assert "grid-person-recognition-synthetic" in page.read_text()
+    assert (plots / "grid-person-recognition-synthetic.png").stat().st_size > 1000
+    assert not [r for r in caplog.records if "image grid" in r.getMessage() and "skipped" in r.getMessage()]

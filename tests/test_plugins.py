@@ -52,3 +52,13 @@ def test_cli_list_shows_plugin(plugin_dir):
     line = next(line for line in result.stdout.splitlines() if line.strip().startswith("invert"))
     assert "Invert the colours" in line and "evalsuite-demo-plugin" in line
     assert any(line.strip().startswith("pixelate8") for line in result.stdout.splitlines())
+
+
+def test_cli_list_verbose_shows_each_components_module(plugin_dir):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "evalsuite", "list", "anonymizers", "-v"], capture_output=True, text=True, env=env, check=True)
+    lines = result.stdout.splitlines()
+    after = {lines[i].split()[0]: lines[i + 1] for i in range(len(lines) - 1) if lines[i + 1].strip().startswith("->")}
+    assert "anonymizers.blur.GaussianBlur" in after["blur"] and "anonymizers/blur.py" in after["blur"]
+    assert "preset {'fill': 'black'}" in after["blackhead"]
+    assert "evalsuite_demo_plugin.Invert" in after["invert"] and "evalsuite_demo_plugin.py" in after["invert"]

@@ -110,7 +110,7 @@ def test_mask_out_lowers_mask_ssim_more_than_blur(tiny_synthetic):
     from anonymizers.blur import GaussianBlur
     from anonymizers.mask import MaskOut
     from evalsuite.regions import region_masks
-    from protocols.market1501_reid import load_images
+    from evalsuite.pipeline import decode_samples as load_images
 
     samples = tiny_synthetic.query + tiny_synthetic.gallery
     images = load_images(samples, "load")

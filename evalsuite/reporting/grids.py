@@ -1,10 +1,12 @@
 """Qualitative image grids: the same few samples under every anonymizer, original first.
 
 The grid is rebuilt from the run's saved ``config.yaml``: the dataset, the region and the
-anonymizers are composed again exactly as the run composed them (fitted anonymizers are fitted
-on the training split, stochastic ones are seeded with the run's first seed), so the pictures
-show what the attacker saw. Protocols whose data is not a re-identification dataset of image
-files with a ``region`` setting are skipped with a logged reason.
+anonymizers are composed again as the run composed them, and anonymized through the shared
+pipeline (:class:`evalsuite.pipeline.AnonymizedSets`), which fits each anonymizer as it
+declares: k-Same on the whole split the samples come from (as the protocols anonymize it),
+trained anonymizers on the training split; stochastic ones are seeded with the run's first
+seed. Protocols whose data is not a dataset of person crops with a ``region`` setting are
+skipped with a logged reason.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 
 from evalsuite.errors import UserError
@@ -39,6 +40,7 @@ class GridInputs:
     region: str
     specs: list[Any]  # AnonymizerSpec, table order, identity excluded
     seed: int
+    outputs: list[torch.Tensor]  # each spec's anonymized images, as ``images``
 
 
 @contextlib.contextmanager
@@ -75,9 +77,8 @@ def compose_inputs(group: Group, order: Sequence[str], num_samples: int) -> Grid
     from omegaconf import OmegaConf
 
     from evalsuite.components import resolve_anonymizer
-    from evalsuite.data.market1501 import read_image
+    from evalsuite.pipeline import AnonymizedSets, ImageSet
     from evalsuite.registry import DATASETS, load_all
-    from evalsuite.regions import region_masks
 
     configs = [OmegaConf.create(s.config_text) for s in group.sources if s.config_text]
     if not configs:
@@ -108,36 +109,30 @@ def compose_inputs(group: Group, order: Sequence[str], num_samples: int) -> Grid
     if not split or not hasattr(split[0], "path"):
         return f"dataset {cfg.dataset.name} has no {SAMPLE_SPLIT} images"
     samples = pick_samples(split, num_samples)
-    arrays = [read_image(s.path) for s in samples]
-    if len({a.shape for a in arrays}) != 1:
-        return "the chosen samples differ in size"
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    region = cfg.region
-    h, w = images.shape[-2:]
-    dilation = None if region.get("dilation") is None else int(region.dilation)
-    fallback = str(region.get("fallback") or "image")
-    masks = region_masks(samples, str(region.name), h, w, dilation=dilation, fallback=fallback)
+    region = {"name": str(cfg.region.name), "dilation": cfg.region.get("dilation"), "fallback": str(cfg.region.get("fallback") or "image")}
+    picked = ImageSet.from_samples(SAMPLE_SPLIT, samples, region)
     seeds = sorted(group.seeds)
-    if any(s.anonymizer.requires_fit for s in specs):
-        train = list(dataset.split("train"))
-        train_images = torch.from_numpy(np.stack([read_image(s.path) for s in train])).permute(0, 3, 1, 2).contiguous()
-        train_masks = region_masks(train, str(region.name), h, w, dilation=dilation, fallback=fallback)
-        for spec in specs:
-            if spec.anonymizer.requires_fit:
-                log.info("grid: fitting %s on %d training images", spec.label, len(train))
-                spec.anonymizer.fit(train_images, train_masks, [s.annotations for s in train])
-    return GridInputs(samples=samples, images=images, masks=masks, region=str(region.name), specs=specs, seed=seeds[0] if seeds else 0)
+    seed = seeds[0] if seeds else 0
+    sets = AnonymizedSets(None, {"grid": group.key.describe()}, batch_size=64, protocol=group.key.protocol)
+    whole = train = None
+    outputs = []
+    for spec in specs:
+        if sets.fits_per_set(spec):  # k-Same: fitted on the whole split, as the protocol anonymized it
+            whole = whole or ImageSet.from_samples(SAMPLE_SPLIT, split, region)
+            index = torch.as_tensor([split.index(s) for s in samples])
+            outputs.append(sets.get(whole, spec, seed).images[index])
+            continue
+        if sets.fit_on(spec) == "train":
+            train = train or ImageSet.from_samples("train", list(dataset.split("train")), region)
+        outputs.append(sets.get(picked, spec, seed, train=train).images)
+    return GridInputs(samples=samples, images=picked.images, masks=picked.masks, region=region["name"], specs=specs, seed=seed, outputs=outputs)
 
 
 def render_grid(inputs: GridInputs, title: str) -> bytes:
     """Rows = samples; columns = the original (region outlined) then every anonymizer."""
     import matplotlib.pyplot as plt
 
-    outputs = []
-    annotations = [s.annotations for s in inputs.samples]
-    for spec in inputs.specs:
-        generator = torch.Generator().manual_seed(inputs.seed)
-        outputs.append(spec.anonymizer.anonymize(inputs.images.clone(), inputs.masks, annotations, generator=generator))
+    outputs = inputs.outputs
     columns = ["original"] + [s.label for s in inputs.specs]
     n_rows, n_cols = inputs.images.shape[0], len(columns)
     h, w = inputs.images.shape[-2:]

@@ -1,0 +1,348 @@
+"""The shared pipeline every protocol builds on: image sets, anonymized sets, artifacts.
+
+- :class:`ImageSet`: the decoded images of some samples (decoded once, through the sample:
+  PIPA person crops, face files, plain files), their region masks, sample ids (the dataset's
+  stable relative paths) and annotations.
+- :class:`AnonymizedSets`: an image set anonymized by a configured anonymizer. The ONLY
+  place that reads the anonymizer declarations (``fit_on``, ``regions``, ``stochastic``,
+  ``is_identity``; :mod:`anonymizers.base`): it clones the configured instance (a grid cell
+  never mutates a shared one), fits it as declared (once on the training set and caches the
+  fitted state, or on exactly each set it anonymizes), runs the whole-set entry point and
+  caches the result in memory and on disk under a key holding the data, the region, the
+  anonymizer's parameters and code version, the fit data and (stochastic ones) the seed.
+  Own-region anonymizers' detections are kept with the images for ``leak_rate``.
+- :class:`Artifacts`: get-or-build for files in the cache (trained attackers, fitted
+  anonymizers): an unreadable entry (truncated, corrupt) is logged in one line and rebuilt.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from anonymizers.base import Anonymized, Anonymizer, load_state_file, save_state
+from evalsuite.cache import Cache
+from evalsuite.components import AnonymizerSpec
+from evalsuite.config import stable_hash
+from evalsuite.errors import UserError
+from evalsuite.store import atomic_path
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- decoding
+
+def read_sample(sample: Any) -> np.ndarray:
+    """One sample's image as uint8 (H, W, 3) RGB: a PIPA person crop, a face file or a plain file."""
+    from evalsuite.data.faces import FaceSample, read_face_image
+    from evalsuite.data.pipa import read_person_image
+
+    if isinstance(sample, FaceSample):
+        return read_face_image(sample.path)
+    return read_person_image(sample)  # PersonCrop -> its crop, any other Sample -> the file
+
+
+def decode_samples(samples: Sequence[Any], description: str, read: Callable[[Any], np.ndarray] = read_sample) -> torch.Tensor:
+    """Decode every sample into one uint8 tensor (N, 3, H, W); UserError when sizes differ."""
+    if not samples:
+        return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        arrays = list(tqdm(pool.map(read, samples), total=len(samples), desc=description, unit="img", leave=False))
+    shape = arrays[0].shape
+    for sample, array in zip(samples, arrays):
+        if array.shape != shape:
+            raise UserError(f"image {sample.path} is {array.shape[1]}x{array.shape[0]} but {samples[0].path} is {shape[1]}x{shape[0]}; "
+                            "the images of one set must share one size (re-id crops: 64x128; face protocols resize to image_size)")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def face_crops(samples: Sequence[Any], size: int, crop: float, description: str) -> tuple[torch.Tensor, list[dict]]:
+    """Centre-cropped (``crop`` of the shorter side), resized ``size`` x ``size`` faces and their
+    annotations with the face box moved into crop coordinates."""
+    import cv2
+
+    from evalsuite.data.faces import read_face_image
+
+    hint = "replace or remove the file (or its line in the dataset's lists)"
+    geometry: dict[int, tuple[float, float, float]] = {}
+
+    def one(item: tuple[int, Any]) -> np.ndarray:
+        index, sample = item
+        img = read_face_image(sample.path, hint)
+        h, w = img.shape[:2]
+        side = min(h, w) * crop
+        if (h, w) == (size, size) and crop == 1:
+            geometry[index] = (0.0, 0.0, 1.0)
+            return img
+        ix0, iy0, iside = int(round((w - side) / 2)), int(round((h - side) / 2)), max(1, int(round(side)))
+        patch = img[iy0:iy0 + iside, ix0:ix0 + iside]
+        geometry[index] = (float(ix0), float(iy0), size / iside)
+        interp = cv2.INTER_AREA if iside > size else cv2.INTER_LINEAR
+        return cv2.resize(patch, (size, size), interpolation=interp)
+
+    images = decode_samples(list(enumerate(samples)), description, one) if samples else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    annotations = []
+    for index, sample in enumerate(samples):
+        ann = dict(sample.annotations)
+        box = ann.get("face_box")
+        x0, y0, scale = geometry[index]
+        if box is not None:
+            ann["face_box"] = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
+        annotations.append(ann)
+    return images, annotations
+
+
+# --------------------------------------------------------------------------- image sets
+
+@dataclass
+class ImageSet:
+    """Decoded images of a list of samples with their region masks, ids and annotations."""
+
+    name: str
+    images: torch.Tensor  # uint8 (N, 3, H, W), CPU
+    masks: torch.Tensor  # bool (N, 1, H, W), CPU
+    sample_ids: list[str]
+    annotations: list[dict]
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if not (self.masks.shape[0] == len(self.sample_ids) == len(self.annotations) == n):
+            raise ValueError(f"image set {self.name}: {n} images, {self.masks.shape[0]} masks, {len(self.sample_ids)} ids, {len(self.annotations)} annotations")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the ids and sizes (the data context is added by :class:`AnonymizedSets`)."""
+        return stable_hash({"ids": self.sample_ids, "shape": list(self.images.shape)})
+
+    @classmethod
+    def from_samples(cls, name: str, samples: Sequence[Any], region: dict[str, Any], images: torch.Tensor | None = None,
+                     annotations: list[dict] | None = None) -> "ImageSet":
+        """Decode ``samples`` (unless ``images`` is given) and make their ``region`` masks
+        (``name``, ``dilation``, ``fallback`` as in :func:`evalsuite.regions.region_masks`)."""
+        from types import SimpleNamespace
+
+        from evalsuite.regions import region_masks
+
+        if images is None:
+            images = decode_samples(samples, f"load {name}")
+        annotations = [dict(s.annotations) for s in samples] if annotations is None else annotations
+        proxies = [SimpleNamespace(annotations=a, relpath=s.relpath) for s, a in zip(samples, annotations)]
+        _, _, h, w = images.shape
+        dilation = region.get("dilation")
+        masks = region_masks(proxies, str(region["name"]), h, w, dilation=None if dilation is None else int(dilation),  # type: ignore[arg-type]
+                             fallback=str(region.get("fallback") or "image"))
+        return cls(name, images, masks, [s.relpath for s in samples], annotations)
+
+    def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
+        idx = [int(i) for i in index]
+        t = torch.as_tensor(idx, dtype=torch.long)
+        return ImageSet(name or self.name, self.images[t], self.masks[t], [self.sample_ids[i] for i in idx], [self.annotations[i] for i in idx])
+
+    @staticmethod
+    def concat(name: str, sets: Sequence["ImageSet"]) -> "ImageSet":
+        return ImageSet(name, torch.cat([s.images for s in sets]), torch.cat([s.masks for s in sets]),
+                        [i for s in sets for i in s.sample_ids], [a for s in sets for a in s.annotations])
+
+
+@dataclass
+class AnonymizedSet:
+    """An image set as an anonymizer left it, the regions it found (own-region ones) and its cache key."""
+
+    images: torch.Tensor
+    detections: torch.Tensor | None
+    key: str
+
+
+# --------------------------------------------------------------------------- artifacts
+
+class Artifacts:
+    """Get-or-build for files in the cache, rebuilding unreadable entries with one log line."""
+
+    def __init__(self, cache: Cache | None) -> None:
+        self.cache = cache
+
+    def get_or_build(self, kind: str, key: str, suffix: str, load: Callable[[Path], T], build: Callable[[], T],
+                     save: Callable[[T, Path], None], what: str = "") -> tuple[T, bool]:
+        """(value, True when read from the cache). Without a cache everything is built."""
+        if self.cache is None:
+            return build(), False
+        path = self.cache.path(kind, key, suffix)
+        if path.exists():
+            try:
+                return load(path), True
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a truncated / foreign file, whatever the reader raises
+                log.warning("cached %s %s is unreadable (%s: %s); rebuilding it", what or kind, path, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+                path.unlink(missing_ok=True)
+        value = build()
+        with atomic_path(path) as tmp:
+            save(value, tmp)
+        return value, False
+
+
+# --------------------------------------------------------------------------- anonymized sets
+
+def refuse_declarations(specs: Sequence[AnonymizerSpec], reasons: dict[str, str], protocol: str) -> None:
+    """UserError (before any output) for the first anonymizer whose declaration a protocol cannot honour.
+
+    ``reasons`` maps ``fit_on:<value>`` or ``regions:<value>`` to the scientific reason."""
+    for spec in specs:
+        for declared in (f"fit_on:{getattr(spec.anonymizer, 'fit_on', 'nothing')}", f"regions:{getattr(spec.anonymizer, 'regions', 'given')}"):
+            if declared in reasons:
+                raise UserError(f"anonymizer {spec.label} ({declared.replace(':', '=')}) cannot run in {protocol}: {reasons[declared]}; remove it from anonymizers")
+
+
+class AnonymizedSets:
+    """Anonymized image sets, fitted per the anonymizer's declarations, cached by key.
+
+    ``context``: what else makes the images (dataset fingerprint, region settings, crop
+    size...); it enters every key. ``cache=None`` keeps everything in memory only."""
+
+    def __init__(self, cache: Cache | None, context: dict[str, Any], device: str = "cpu", batch_size: int = 64, protocol: str = "") -> None:
+        self.cache = cache
+        self.artifacts = Artifacts(cache)
+        self.context = context
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.protocol = protocol
+        self._sets: dict[str, AnonymizedSet] = {}
+        self._fitted: dict[str, Anonymizer] = {}
+
+    # -- declarations (read here only)
+    @staticmethod
+    def fit_on(spec: AnonymizerSpec) -> str:
+        return str(getattr(spec.anonymizer, "fit_on", "nothing"))
+
+    @staticmethod
+    def finds_own_regions(spec: AnonymizerSpec) -> bool:
+        return getattr(spec.anonymizer, "regions", "given") == "own"
+
+    @staticmethod
+    def is_identity(spec: AnonymizerSpec) -> bool:
+        return bool(spec.anonymizer.is_identity)
+
+    @staticmethod
+    def depends_on_seed(spec: AnonymizerSpec) -> bool:
+        """True when the anonymized images (or the fitted state) depend on the run seed."""
+        return bool(spec.anonymizer.stochastic) or AnonymizedSets.fit_on(spec) == "train"
+
+    @staticmethod
+    def fits_per_set(spec: AnonymizerSpec) -> bool:
+        """True for anonymizers fitted on exactly the set they anonymize (k-Same)."""
+        return AnonymizedSets.fit_on(spec) == "anonymized_set"
+
+    def bind(self, specs: Sequence[AnonymizerSpec], sets: Sequence[ImageSet]) -> None:
+        """Tell every anonymizer the sample ids it will see (before any output is written)."""
+        ids = sorted({i for s in sets for i in s.sample_ids})
+        for spec in specs:
+            spec.anonymizer.bind_dataset(ids)
+
+    # -- keys
+    def set_key(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, *, train: ImageSet | None = None,
+                groups: Sequence[np.ndarray] | None = None) -> str:
+        """The key of ``image_set`` anonymized by ``spec`` (see :meth:`get`), without computing it."""
+        if self.is_identity(spec):
+            return f"clean-{image_set.name}-{image_set.fingerprint}"
+        fit: dict[str, Any] | None = None
+        if self.fit_on(spec) == "train":
+            fit = {"on": "train", "train": None if train is None else train.fingerprint}
+        elif self.fit_on(spec) == "anonymized_set":
+            fit = {"on": "anonymized_set", "groups": None if groups is None else stable_hash([np.asarray(g).tolist() for g in groups])}
+        data: dict[str, Any] = {"kind": "anonymized-set", "context": self.context, "set": image_set.fingerprint, "anonymizer": spec.key(), "fit": fit}
+        if self.depends_on_seed(spec):
+            data.update(seed=seed, batch_size=self.batch_size)
+        return stable_hash(data)
+
+    # -- fitting
+    def fitted(self, spec: AnonymizerSpec, train: ImageSet | None, seed: int) -> Anonymizer:
+        """A clone of the configured anonymizer, fitted as declared ``fit_on: train`` (state cached)."""
+        if train is None:
+            raise UserError(f"anonymizer {spec.label} is fitted on training images (fit_on=train), and {self.protocol or 'this protocol'} has no training split to fit it on; remove it from anonymizers")
+        key = stable_hash({"kind": "fitted-anonymizer", "context": self.context, "train": train.fingerprint, "anonymizer": spec.key(), "seed": seed})
+        if key not in self._fitted:
+            anonymizer = spec.anonymizer.clone()
+
+            def build() -> dict[str, Any]:
+                anonymizer.fit(train.images.to(self.device), train.masks.to(self.device), train.annotations, train.sample_ids,
+                               seed=seed, device=self.device, cache=self.cache)
+                return anonymizer.state_dict()
+
+            state, cached = self.artifacts.get_or_build("fitted", key, ".safetensors", load_state_file, build, save_state, what=f"fitted {spec.label}")
+            if cached:
+                anonymizer.load_state(state)
+            self._fitted[key] = anonymizer
+        return self._fitted[key]
+
+    # -- anonymized sets
+    def get(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, *, train: ImageSet | None = None,
+            groups: Sequence[np.ndarray] | None = None) -> AnonymizedSet:
+        """``image_set`` anonymized by ``spec``.
+
+        ``train``: the training set ``fit_on: train`` anonymizers are fitted on. ``groups``:
+        for ``fit_on: anonymized_set``, index groups fitted and anonymized each on their own
+        (default: the whole set as one group)."""
+        if self.is_identity(spec):
+            return AnonymizedSet(image_set.images, None, self.set_key(image_set, spec, seed))
+        key = self.set_key(image_set, spec, seed, train=train, groups=groups)
+        if key in self._sets:
+            return self._sets[key]
+        own = self.finds_own_regions(spec)
+        cached = self.cache.load_array("anonymized", key) if self.cache is not None else None
+        detected = self.cache.load_array("detected", key) if (self.cache is not None and own and cached is not None) else None
+        if cached is not None and cached.shape == tuple(image_set.images.shape):
+            result = AnonymizedSet(torch.from_numpy(cached), None if detected is None else torch.from_numpy(detected), key)
+        else:
+            out = self._run(image_set, spec, seed, train, groups)
+            result = AnonymizedSet(out.images, out.detections, key)
+            if self.cache is not None:
+                self.cache.save_array("anonymized", key, out.images.numpy())
+                if out.detections is not None:
+                    self.cache.save_array("detected", key, out.detections.numpy())
+        self._sets[key] = result
+        return result
+
+    def _run(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, train: ImageSet | None, groups: Sequence[np.ndarray] | None) -> Anonymized:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        fit_on = self.fit_on(spec)
+        if fit_on != "anonymized_set":
+            anonymizer = self.fitted(spec, train, seed) if fit_on == "train" else spec.anonymizer.clone()
+            return self._anonymize(anonymizer, image_set, generator, f"{spec.label} {image_set.name}")
+        parts = groups if groups is not None else [np.arange(len(image_set))]
+        images = image_set.images.clone()
+        detections: torch.Tensor | None = None
+        for part in tqdm(parts, desc=f"{spec.label} {image_set.name}", unit="group", leave=False, disable=len(parts) == 1):
+            subset = image_set.subset(part)
+            anonymizer = spec.anonymizer.clone()
+            anonymizer.fit(subset.images.to(self.device), subset.masks.to(self.device), subset.annotations, subset.sample_ids,
+                           seed=seed, device=self.device, cache=self.cache)
+            out = self._anonymize(anonymizer, subset, generator, f"{spec.label} {image_set.name}")
+            index = torch.as_tensor(np.asarray(part), dtype=torch.long)
+            images[index] = out.images
+            if out.detections is not None:
+                detections = torch.zeros_like(image_set.masks) if detections is None else detections
+                detections[index] = out.detections
+        return Anonymized(images, detections)
+
+    def _anonymize(self, anonymizer: Anonymizer, image_set: ImageSet, generator: torch.Generator, description: str) -> Anonymized:
+        log.debug("anonymizing %s (%d images)", description, len(image_set))
+        out = anonymizer.anonymize_set(image_set.images, image_set.masks, image_set.annotations, image_set.sample_ids, generator,
+                                       batch_size=self.batch_size, device=self.device)
+        if out.images.dtype != torch.uint8 or tuple(out.images.shape) != tuple(image_set.images.shape):
+            raise RuntimeError(f"{description}: the anonymizer returned {tuple(out.images.shape)} {out.images.dtype} for {tuple(image_set.images.shape)} uint8 images")
+        if getattr(anonymizer, "regions", "given") == "given":
+            # given-region anonymizers change only the region, whatever they computed elsewhere
+            mask = image_set.masks.expand_as(out.images)
+            return Anonymized(torch.where(mask, out.images.cpu(), image_set.images), None)
+        return Anonymized(out.images.cpu(), None if out.detections is None else out.detections.cpu())

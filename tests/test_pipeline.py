@@ -1,0 +1,143 @@
+"""The shared pipeline: anonymized-set keys carry the code version, fit declarations, corrupt-entry recovery."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from anonymizers.base import Anonymizer
+from evalsuite.cache import Cache
+from evalsuite.components import resolve_anonymizer
+from evalsuite.conformance import example_batch
+from evalsuite.errors import UserError
+from evalsuite.pipeline import AnonymizedSets, Artifacts, ImageSet
+
+
+def image_set(name: str = "query", seed: int = 0) -> ImageSet:
+    images, masks, annotations, ids = example_batch(seed=seed)
+    return ImageSet(name, images, masks, [i.replace("query", name) for i in ids], annotations)
+
+
+class Counting(Anonymizer):
+    """fit_on=train: counts its fits; anonymizes with the training mean."""
+
+    fit_on = "train"
+    fits = 0
+
+    def __init__(self):
+        self.mean_ = None
+
+    def fit(self, images, masks, annotations=None, sample_ids=None, *, seed=0, device="cpu", cache=None):
+        type(self).fits += 1
+        self.mean_ = images.float().mean(dim=0).round().to(torch.uint8)
+        return self
+
+    def state_dict(self):
+        return {"mean": self.mean_}
+
+    def load_state(self, state):
+        self.mean_ = state["mean"]
+        return self
+
+    def _anonymize_region(self, images, masks, annotations, generator):
+        return self.mean_.expand_as(images)
+
+
+def test_editing_an_anonymizers_code_version_invalidates_its_cached_sets(tmp_path, monkeypatch):
+    sets = AnonymizedSets(Cache(tmp_path), {"dataset": "x"})
+    spec = resolve_anonymizer("blur")
+    before = sets.set_key(image_set(), spec, 0)
+    first = sets.get(image_set(), spec, 0)
+    assert first.key == before and len(list((tmp_path / "anonymized").iterdir())) == 1
+    from anonymizers import base
+    from anonymizers.blur import GaussianBlur
+
+    monkeypatch.setattr(GaussianBlur, "code_version", "2")
+    monkeypatch.setattr(base, "_VERSIONS", {})
+    after = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).set_key(image_set(), resolve_anonymizer("blur"), 0)
+    assert after != before
+    assert resolve_anonymizer("blur").key()["code_version"].startswith("2-")
+
+
+def test_code_version_follows_the_source_file(tmp_path, monkeypatch):
+    module = tmp_path / "my_anon.py"
+    module.write_text("from anonymizers.base import Anonymizer\nclass Mine(Anonymizer):\n    def _anonymize_region(self, i, m, a, g):\n        return 255 - i\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from anonymizers.base import component_version
+    import importlib
+
+    first = component_version(importlib.import_module("my_anon").Mine)
+    module.write_text(module.read_text() + "# a fix\n")
+    import sys
+
+    del sys.modules["my_anon"]
+    assert component_version(importlib.import_module("my_anon").Mine) != first
+
+
+def test_fit_on_train_fits_once_caches_state_and_refuses_without_train(tmp_path):
+    from evalsuite.components import AnonymizerSpec
+
+    Counting.fits = 0
+    spec = AnonymizerSpec("counting", "counting", {}, Counting())
+    train, query = image_set("train", 1), image_set("query")
+    sets = AnonymizedSets(Cache(tmp_path), {"dataset": "x"})
+    out = sets.get(query, spec, 0, train=train).images
+    sets.get(image_set("gallery"), spec, 0, train=train)
+    assert Counting.fits == 1 and spec.anonymizer.mean_ is None  # a fitted clone, the configured one untouched
+    expected = torch.where(query.masks, train.images.float().mean(0).round().to(torch.uint8).expand_as(query.images), query.images)
+    assert torch.equal(out, expected)
+    (tmp_path / "anonymized").rename(tmp_path / "old")  # force a rebuild: the fitted state comes from its cache
+    assert torch.equal(AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(query, spec, 0, train=train).images, out)
+    assert Counting.fits == 1
+    with pytest.raises(UserError, match="no training split"):
+        AnonymizedSets(None, {"dataset": "y"}, protocol="demo").get(query, spec, 0)
+
+
+def test_ksame_groups_are_fitted_separately(tmp_path):
+    spec = resolve_anonymizer({"name": "ksame-pixel", "k": 2})
+    query = image_set()
+    sets = AnonymizedSets(None, {"dataset": "x"})
+    groups = [np.arange(0, 6), np.arange(6, 12)]
+    out = sets.get(query, spec, 0, groups=groups).images
+    alone = sets.get(query.subset(groups[1]), spec, 0).images
+    assert torch.equal(out[6:], alone)
+    assert sets.set_key(query, spec, 0, groups=groups) != sets.set_key(query, spec, 0)
+
+
+def test_truncated_cached_checkpoint_is_rebuilt_with_one_log_line(tmp_path, caplog):
+    artifacts = Artifacts(Cache(tmp_path))
+    builds = []
+
+    def build():
+        builds.append(1)
+        return {"w": torch.arange(1000, dtype=torch.float32)}
+
+    def load(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def save(value, path):
+        torch.save(value, path)
+
+    value, cached = artifacts.get_or_build("attackers", "k", ".pt", load, build, save)
+    assert not cached and len(builds) == 1
+    path = tmp_path / "attackers" / "k.pt"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a killed copy
+    with caplog.at_level(logging.WARNING, logger="evalsuite.pipeline"):
+        again, cached = artifacts.get_or_build("attackers", "k", ".pt", load, build, save, what="attacker")
+    assert not cached and len(builds) == 2 and torch.equal(again["w"], value["w"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "evalsuite.pipeline"]
+    assert len(lines) == 1 and "unreadable" in lines[0] and "rebuilding" in lines[0]
+    assert artifacts.get_or_build("attackers", "k", ".pt", load, build, save)[1]  # the rebuilt file reads back
+
+
+def test_truncated_anonymized_set_is_rebuilt(tmp_path, caplog):
+    sets = AnonymizedSets(Cache(tmp_path), {"dataset": "x"})
+    first = sets.get(image_set(), resolve_anonymizer("mask"), 0)
+    path = tmp_path / "anonymized" / f"{first.key}.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        again = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(image_set(), resolve_anonymizer("mask"), 0)
+    assert torch.equal(again.images, first.images)
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
