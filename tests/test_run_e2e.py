@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from evalsuite.cache import Cache
 from evalsuite.cli import main
 
 TINY = [
@@ -104,7 +105,9 @@ def test_killed_run_resumes_without_redoing_cells(cache, tmp_path, monkeypatch, 
 
 def test_checkpoint_weights_are_loaded_not_trained(first_run, cache, tmp_path, capsys):
     naive_none = next(r for r in rows(first_run) if r["anonymizer"] == "none" and r["attack"] == "naive")
-    weights = cache / "attackers" / f"{naive_none['attacker_key']}.pt"
+    # cache files are named by the protocol's key folded with the cache context (the thread count)
+    weights = Cache(cache, context={"num_threads": 1}).path("attackers", naive_none["attacker_key"], ".pt")
+    assert weights.is_file()
     args = [*TINY, "attacks=[naive]", f"attacker.weights={weights}", f"cache_dir={tmp_path / 'c'}", f"out={tmp_path / 'o'}"]
     assert run(args, capsys)[0] == 0
     loaded = next(r for r in rows(tmp_path / "o") if r["anonymizer"] == "none")
