@@ -80,7 +80,7 @@ class NumberList:
     def describe(self) -> str:
         size = f"{self.length} " if self.length else ""
         items = self.item.describe().replace("an integer", "integers").replace("a number", "numbers")
-        return f"a list of {size}{items}" + ("" if self.length or self.min_len < 1 else f", at least {self.min_len}")
+        return f"a list of {size}{items}" + ("" if self.length or self.min_len < 1 else f", at least {self.min_len} value(s)")
 
     def valid(self, value: Any) -> bool:
         if not isinstance(value, (list, tuple)):
@@ -236,7 +236,8 @@ def validate(values: Mapping[str, Any], defaults: Mapping[str, Any], protocol_na
         if check is None:
             continue
         if not check.valid(value):
-            raise UserError(f"{key}={_show(value)}: expected {check.describe()} (default {_show(default)}); e.g. {key}={_show(check.example(default))}")
+            example = [value] if isinstance(check, NumberList) and check.item.valid(value) else check.example(default)  # seeds=5 -> seeds=[5]
+            raise UserError(f"{key}={_show(value)}: expected {check.describe()} (default {_show(default)}); e.g. {key}={_show(example)}")
     for key, check in schema.items():  # a declared key given a mapping flattens to key.sub: refuse it too
         if key not in flat_values and any(k.startswith(key + ".") for k in flat_values):
             raise UserError(f"{key}: expected {check.describe()}, not a mapping; e.g. {key}={_show(check.example(flat_defaults.get(key)))}")
