@@ -24,7 +24,7 @@ import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 from evalsuite.errors import UserError
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "config.yaml"
 CONFIGS_DIR = "configs"
+TABLE_NAME = "table.md"
 #: first line of a run's config.yaml: the hash of the config part that determines its numbers
 CONFIG_HEADER = "# evalsuite config_hash: "
 
@@ -80,11 +81,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: Path, everything: bool = False) -> list[Path]:
+def remove_stale_temps(folder: Path, owned: Collection[str] | None = ()) -> list[Path]:
     """Remove temporary files of :func:`atomic_path` in ``folder`` whose writer is gone.
 
-    With ``everything`` (the caller holds the lock every writer of that folder takes) any
-    ``.*.tmp`` file is stale; otherwise only those of a dead process on this host are.
+    Temporaries of the files named in ``owned`` (``None``: of every file), which are only
+    written under a lock the caller holds, are stale whoever made them; any other one is
+    removed only when it was made by a process of this host that no longer runs.
     """
     removed = []
     try:
@@ -95,9 +97,9 @@ def remove_stale_temps(folder: Path, everything: bool = False) -> list[Path]:
         if not (entry.name.startswith(".") and entry.name.endswith(".tmp")) or not entry.is_file():
             continue
         match = _TEMP_PATTERN.match(entry.name)
-        if not everything:
-            if match is None or match["host"] != _HOST or _process_alive(int(match["pid"])):
-                continue
+        mine = owned is None or any(entry.name.startswith(f".{name}.") for name in owned)
+        if not mine and (match is None or match["host"] != _HOST or _process_alive(int(match["pid"]))):
+            continue
         entry.unlink(missing_ok=True)
         removed.append(entry)
     if removed:
@@ -172,9 +174,9 @@ class ResultsStore:
         self._offset = 0  # bytes of the file already read (complete lines only)
         self._lines = 0  # lines of the file already read
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with self.locked():
-            remove_stale_temps(self.out_dir, everything=True)
-            remove_stale_temps(self.out_dir / CONFIGS_DIR, everything=True)
+        with self.locked():  # every writer of these files holds the lock: their temporaries are stale
+            remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME))
+            remove_stale_temps(self.out_dir / CONFIGS_DIR, owned=None)
         self.refresh()
 
     # ------------------------------------------------------------------ locking
@@ -335,7 +337,7 @@ def check_writable_out(out_dir: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is not writable" if existing == out_dir else f"cannot be created: {existing} is not writable"
         raise UserError(f"out={out_dir} {what} by this user; {hint} or fix its permissions")
-    for name in (RESULTS_NAME, CONFIG_NAME, "table.md"):
+    for name in (RESULTS_NAME, CONFIG_NAME, TABLE_NAME):
         path = out_dir / name
         if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
             raise UserError(f"out={out_dir}: {path} is not a readable and writable file; {hint} or fix its permissions")

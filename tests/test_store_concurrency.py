@@ -80,9 +80,13 @@ def test_opening_a_store_removes_temporary_files_of_killed_writers(tmp_path):
         path.parent.mkdir(exist_ok=True)
         path.write_text("half")
     (tmp_path / "notes.tmp").write_text("not ours")  # only hidden .*.tmp files are temporaries
+    from evalsuite.store import _HOST
+
+    live_report = tmp_path / f".report.html.{_HOST}-{os.getpid()}.z.tmp"  # a live process writing a report here
+    live_report.write_text("being written")
     ResultsStore(tmp_path)
     assert not any(p.exists() for p in stale)
-    assert (tmp_path / "notes.tmp").exists()
+    assert (tmp_path / "notes.tmp").exists() and live_report.exists()
 
 
 def test_remove_stale_temps_keeps_files_of_live_writers(tmp_path):
@@ -98,6 +102,15 @@ def test_remove_stale_temps_keeps_files_of_live_writers(tmp_path):
         path.write_text("x")
     assert remove_stale_temps(tmp_path) == [gone]
     assert live.exists() and other_host.exists()
+    # the cache cleans each kind's folder the same way, once per process
+    from evalsuite.cache import Cache
+
+    kind = tmp_path / "anonymized"
+    kind.mkdir()
+    (kind / gone.name).write_text("x")
+    (kind / live.name).write_text("x")
+    Cache(tmp_path).path("anonymized", "k", ".npy")
+    assert not (kind / gone.name).exists() and (kind / live.name).exists()
 
 
 def test_config_yaml_is_written_once_and_another_config_kept_beside_it(tmp_path, caplog):
