@@ -26,6 +26,13 @@ class Cache:
         self.context = dict(context or {})
         self._cleaned: set[str] = set()
 
+    @classmethod
+    def for_config(cls, cfg: Any) -> "Cache":
+        """The cache a run of ``cfg`` uses: ``cache_dir`` with the thread count as context."""
+        from evalsuite.config import cache_dir
+
+        return cls(cache_dir(cfg), context={"num_threads": int(cfg.num_threads)})
+
     def file_key(self, key: str) -> str:
         """The file name stem of ``key``: ``key`` itself, or a hash of it and the context."""
         if not self.context:

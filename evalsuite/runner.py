@@ -113,7 +113,7 @@ def _run(cfg: DictConfig) -> RunOutcome:
     if not anonymizers or not attacks or not seeds:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")
 
-    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg), context={"num_threads": int(cfg.num_threads)}))
+    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache.for_config(cfg))
     table_metrics = [str(m) for m in cfg.table.metrics] if "table" in cfg else list(protocol.table_metrics)
     for metric in table_metrics:
         if metric not in protocol.metrics:
