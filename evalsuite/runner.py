@@ -22,7 +22,7 @@ from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, 
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import PROTOCOLS
 from evalsuite.report import markdown_table
-from evalsuite.store import ResultsStore, check_writable_out
+from evalsuite.store import ResultsStore, check_writable_folder, check_writable_out
 from evalsuite.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def run(cfg: DictConfig) -> RunOutcome:
 def _run(cfg: DictConfig) -> RunOutcome:
     resolve_device(str(cfg.device))
     check_writable_out(out_dir_for(cfg))  # before any data is loaded
+    check_writable_folder(cache_dir(cfg), "cache_dir")
     if cfg.cache_dir:  # one cache for every component, generated datasets included
         os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]

@@ -317,6 +317,26 @@ class ResultsStore:
             return other
 
 
+def check_writable_folder(folder: Path, key: str) -> None:
+    """UserError (one line) unless ``folder`` exists as a writable folder or can be created.
+
+    ``key`` is the config key that names the folder (``out``, ``cache_dir``), for the message.
+    Writes nothing.
+    """
+    folder = Path(folder)
+    hint = f"choose another {key}=DIR"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{key}={folder} is an existing file, not a folder; {hint}")
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}={folder} cannot be created: {existing} is a file, not a folder; {hint}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == folder else f"cannot be created: {existing} is not writable"
+        raise UserError(f"{key}={folder} {what} by this user; {hint} or fix its permissions")
+
+
 def check_writable_out(out_dir: Path) -> None:
     """UserError (one line) unless ``out_dir`` can be created or written; writes nothing.
 
@@ -324,21 +344,9 @@ def check_writable_out(out_dir: Path) -> None:
     data is loaded.
     """
     out_dir = Path(out_dir)
-    hint = "choose another out=DIR"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"out={out_dir} is an existing file, not a folder; {hint}")
-    existing = out_dir
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"out={out_dir} cannot be created: {existing} is a file, not a folder; {hint}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == out_dir else f"cannot be created: {existing} is not writable"
-        raise UserError(f"out={out_dir} {what} by this user; {hint} or fix its permissions")
+    check_writable_folder(out_dir, "out")
     for name in (RESULTS_NAME, CONFIG_NAME, TABLE_NAME):
         path = out_dir / name
         if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
-            raise UserError(f"out={out_dir}: {path} is not a readable and writable file; {hint} or fix its permissions")
+            raise UserError(f"out={out_dir}: {path} is not a readable and writable file; choose another out=DIR or fix its permissions")
     read_rows(out_dir / RESULTS_NAME)

@@ -99,6 +99,14 @@ def test_every_numeric_key_of_every_protocol_has_a_declared_range(protocol):
     compose([f"protocol={protocol}"])  # the defaults pass their own schema
 
 
+def test_a_cache_dir_that_is_a_file_stops_before_any_data_is_loaded(tmp_path, capsys):
+    (tmp_path / "cache").write_text("a file")
+    code, lines, err = run_cli([*TINY, f"out={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"], capsys)
+    assert code == 2 and len(lines) == 1, err
+    assert f"cache_dir={tmp_path / 'cache'} is an existing file, not a folder" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("kind", ["file", "under-a-file", "unwritable"])
 def test_unusable_out_stops_before_any_data_is_loaded(kind, tmp_path, capsys):
     if kind == "unwritable" and os.geteuid() == 0:
