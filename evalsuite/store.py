@@ -213,7 +213,8 @@ class ResultsStore:
         return os.pread(fd, size - self._offset, self._offset)
 
     def _reset(self) -> None:
-        log.warning("%s shrank or disappeared while open; reading it again from the start", self.path)
+        if self._offset:
+            log.warning("%s shrank or disappeared while open; reading it again from the start", self.path)
         self._rows, self._keys, self._offset, self._lines = [], set(), 0, 0
 
     def _consume(self, data: bytes) -> bytes:
