@@ -64,6 +64,17 @@ def test_bad_numbers_are_one_line_exit_2_and_nothing_written(override, fragments
     assert not out.exists() and not cache.exists()
 
 
+def test_a_failed_run_leaves_an_existing_run_folder_untouched(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.yaml").write_text("# evalsuite config_hash: c0\nprotocol: market1501-reid\n")
+    (out / "results.jsonl").write_text('{"cell_key": "a", "metrics": {}}\n')
+    before = tree(out)
+    code, lines, err = run_cli([*TINY, "attacker.epochs=abc", f"out={out}", f"cache_dir={tmp_path / 'cache'}"], capsys)
+    assert code == 2 and len(lines) == 1, err
+    assert tree(out) == before
+
+
 @pytest.mark.parametrize(
     "protocol, override, fragment",
     [
