@@ -26,22 +26,13 @@ from typing import Any, Iterable
 import pandas as pd
 
 from evalsuite.errors import UserError
-from evalsuite.store import CONFIG_NAME, CONFIGS_DIR, RESULTS_NAME, read_rows
+from evalsuite.store import CONFIG_NAME, CONFIGS_DIR, read_rows, results_file
 
 log = logging.getLogger(__name__)
 
 CELL_COLUMNS = ["protocol", "protocol_version", "dataset", "config_hash", "anonymizer", "anonymizer_name", "attack", "seed", "cell_key"]
 VALUE_COLUMNS = ["metric", "value", "higher_is_better", "category", "unit"]
 REQUIRED = ("protocol", "dataset", "anonymizer", "attack", "seed", "metrics")
-
-
-def _results_file(path: Path) -> Path:
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / RESULTS_NAME
-    if not path.is_file():
-        raise UserError(f"no results at {path}; pass run folders (out= of `evalsuite run`) or results.jsonl files")
-    return path
 
 
 def _config_file(results: Path, config_hash: Any) -> str | None:
@@ -67,7 +58,7 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """Tidy results of run folders / results.jsonl files: one row per cell and metric."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    files = [_results_file(Path(p)) for p in paths]
+    files = [results_file(Path(p)) for p in paths]
     if not files:
         raise UserError("load_results needs at least one run folder or results.jsonl file")
     cells: list[dict[str, Any]] = []

@@ -152,6 +152,19 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def results_file(path: Path) -> Path:
+    """``path`` itself (a .jsonl file) or ``path/results.jsonl`` (a run folder); UserError otherwise."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        candidate = path / RESULTS_NAME
+        if not candidate.exists():
+            raise UserError(f"{path} is a folder without {RESULTS_NAME}; pass a run folder (evalsuite run ... out=DIR) or a results.jsonl file")
+        return candidate
+    if not path.exists():
+        raise UserError(f"results {path} does not exist; pass a run folder or a results.jsonl file")
+    return path
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -61,7 +61,7 @@ def test_several_runs_merge_and_a_cell_stored_twice_counts_once(tmp_path, caplog
 
 
 def test_missing_or_foreign_results_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no results at"):
+    with pytest.raises(UserError, match="does not exist; pass a run folder"):
         evalsuite.load_results([tmp_path / "nowhere"])
     (tmp_path / "x.jsonl").write_text('{"hello": 1}\n')
     with pytest.raises(UserError, match="lacks protocol"):
