@@ -2,7 +2,11 @@
 
 Keys are hashes of the full configuration that produced an entry (dataset fingerprint,
 component names and parameters, seed, ...), so a changed parameter never reuses a stale
-entry. Entries are written through a temporary file and ``os.replace``.
+entry. Settings that change every entry's bytes without being part of any component's
+config (the thread count: it changes the order of float sums) are the cache's *context*,
+folded into every key here, so that no protocol has to remember them. Entries are written
+through a temporary file and ``os.replace``; temporary files of killed writers are removed
+when the next entry of that kind is saved.
 """
 from __future__ import annotations
 
@@ -12,29 +16,40 @@ from typing import Any
 
 import numpy as np
 
-from evalsuite.store import atomic_path
+from evalsuite.store import atomic_path, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
 
 class Cache:
-    """Files under ``root/<kind>/<key><suffix>``.
+    """Files under ``root/<kind>/<key><suffix>`` (``key`` folded with ``context`` when one is given)."""
 
-    ``numerics`` (thread count, deterministic mode) can change the last bits of anything
-    computed, so when given it is folded into every key: an attacker trained on two threads
-    is never reused by a one-thread or deterministic run.
-    """
-
-    def __init__(self, root: Path, numerics: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, context: dict[str, Any] | None = None) -> None:
         self.root = Path(root)
-        self.numerics = numerics
+        self.context = dict(context or {})
+        self._cleaned: set[str] = set()
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> "Cache":
+        """The cache a run of ``cfg`` uses: ``cache_dir`` with the thread count and deterministic mode as context."""
+        from evalsuite.config import cache_dir
+
+        deterministic = bool(cfg.get("deterministic", False))
+        return cls(cache_dir(cfg), context={"num_threads": 1 if deterministic else int(cfg.num_threads), "deterministic": deterministic})
+
+    def file_key(self, key: str) -> str:
+        """The file name stem of ``key``: ``key`` itself, or a hash of it and the context."""
+        if not self.context:
+            return key
+        from evalsuite.config import stable_hash
+
+        return stable_hash({"key": key, "context": self.context})
 
     def path(self, kind: str, key: str, suffix: str) -> Path:
-        if self.numerics:
-            from evalsuite.config import stable_hash
-
-            key = stable_hash({"key": key, "numerics": self.numerics})
-        return self.root / kind / f"{key}{suffix}"
+        if kind not in self._cleaned:  # once per kind and process
+            self._cleaned.add(kind)
+            remove_stale_temps(self.root / kind)
+        return self.root / kind / f"{self.file_key(key)}{suffix}"
 
     def load_array(self, kind: str, key: str) -> np.ndarray | None:
         path = self.path(kind, key, ".npy")

@@ -30,13 +30,14 @@ SUITE_DEFAULTS: dict[str, Any] = {
     "out": None,  # default: results/<protocol>-<dataset>
     "cache_dir": None,  # default: $EVALSUITE_CACHE or ~/.cache/evalsuite
     "batch_size": 64,
-    "num_threads": None,  # torch CPU threads; default: torch's own choice
+    "num_threads": 1,  # torch, BLAS/OpenMP and OpenCV threads per process (evalsuite.threads)
     "deterministic": False,  # pin the CPU code path, oneDNN, MKL, threads (evalsuite.reproducibility)
 }
 
 #: keys that never change what is measured and so stay out of config hashes; the execution
 #: settings among them that can change the last bits (num_threads, deterministic) are in
-#: each row's ``numerics`` record and in its cell_key instead
+#: each row's ``numerics`` record, its cell_key and every cache key instead, so that a
+#: baseline made on one thread count gates a run on another
 NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds")
 
 
@@ -92,24 +93,39 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     protocol_name = values.get("protocol", SUITE_DEFAULTS["protocol"])
     if not isinstance(protocol_name, str):
         raise UserError(f"protocol must be a name, got {protocol_name!r}; see `evalsuite list protocols`")
-    protocol_cls = PROTOCOLS.get(protocol_name).factory
-
-    cfg = OmegaConf.create(SUITE_DEFAULTS)
-    cfg = OmegaConf.merge(cfg, OmegaConf.create(protocol_cls.default_config()))
-    cfg.protocol = protocol_name
-
-    dataset_name = values.get("dataset", cfg.dataset.name)
+    dataset_name = values.get("dataset")
     if isinstance(dataset_name, dict):
-        dataset_name = dataset_name.get("name", cfg.dataset.name)
-    dataset_name = getattr(protocol_cls, "dataset_aliases", {}).get(str(dataset_name), str(dataset_name))
-    cfg.dataset = dataset_defaults(dataset_name)
-    OmegaConf.set_struct(cfg, True)
+        dataset_name = dataset_name.get("name")
+    cfg = defaults(protocol_name, None if dataset_name is None else str(dataset_name))
 
     for key, value in parsed:
         if key == "dataset" and isinstance(value, str):
             continue  # the group was selected above
         _set(cfg, key, value)
+    validate_config(cfg)
     return cfg
+
+
+def defaults(protocol_name: str, dataset_name: str | None = None) -> DictConfig:
+    """The config before any user override: suite, protocol and dataset defaults (struct)."""
+    protocol_cls = PROTOCOLS.get(protocol_name).factory
+    cfg = OmegaConf.create(SUITE_DEFAULTS)
+    cfg = OmegaConf.merge(cfg, OmegaConf.create(protocol_cls.default_config()))
+    cfg.protocol = protocol_name
+    name = str(cfg.dataset.name) if dataset_name is None else dataset_name
+    name = getattr(protocol_cls, "dataset_aliases", {}).get(name, name)
+    cfg.dataset = dataset_defaults(name)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check every numeric key's type and range (``evalsuite.schema``); UserError of one line."""
+    from evalsuite.schema import validate
+
+    protocol_name = str(cfg.protocol)
+    base = defaults(protocol_name, str(cfg.dataset.name))
+    validate(to_plain(cfg), to_plain(base), protocol_name, PROTOCOLS.get(protocol_name).factory)
 
 
 def _set(cfg: DictConfig, key: str, value: Any) -> None:

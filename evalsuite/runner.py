@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
-from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain
+from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, validate_config
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import PROTOCOLS
-from evalsuite.reproducibility import numerics_context, numerics_key
+from evalsuite.reproducibility import numerics_context
 from evalsuite.report import markdown_table
-from evalsuite.store import ResultsStore, atomic_write_text
+from evalsuite.store import ResultsStore, check_writable_folder, check_writable_out
+from evalsuite.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,22 @@ def out_dir_for(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig) -> RunOutcome:
-    """Evaluate every (anonymizer, attack, seed) cell not already in OUT/results.jsonl."""
-    resolve_device(str(cfg.device))
-    if cfg.cache_dir:  # one cache for every component, generated datasets included
-        os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
-    deterministic = bool(cfg.get("deterministic", False))
-    with numerics_context(deterministic, int(cfg.num_threads) if cfg.num_threads else None) as record:
+    """Evaluate every (anonymizer, attack, seed) cell not already in OUT/results.jsonl.
+
+    Runs with ``num_threads`` torch / BLAS / OpenCV threads (see ``evalsuite.threads``).
+    """
+    validate_config(cfg)
+    threads = int(cfg.num_threads)
+    with limit_threads(threads), numerics_context(bool(cfg.get("deterministic", False)), threads) as record:
         return _run(cfg, record)
 
 
 def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
+    resolve_device(str(cfg.device))
+    check_writable_out(out_dir_for(cfg))  # before any data is loaded
+    check_writable_folder(cache_dir(cfg), "cache_dir")
+    if cfg.cache_dir:  # one cache for every component, generated datasets included
+        os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
@@ -109,9 +116,8 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     if not anonymizers or not attacks or not seeds:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")
 
-    # what can change the last bits of a cell or a cached artifact; never reused across settings
-    numerics = numerics_key(numerics_record)
-    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=Cache(cache_dir(cfg), numerics=numerics))
+    cache = Cache.for_config(cfg)  # its context: what can change the last bits of anything computed
+    protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=cache)
     table_metrics = [str(m) for m in cfg.table.metrics] if "table" in cfg else list(protocol.table_metrics)
     for metric in table_metrics:
         if metric not in protocol.metrics:
@@ -125,7 +131,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     out = out_dir_for(cfg)
     store = ResultsStore(out)
     config_hash = stable_hash(result_config(cfg))
-    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg))
+    store.save_config(OmegaConf.to_yaml(cfg), config_hash)
     base = {
         "protocol": str(cfg.protocol),
         "protocol_version": protocol.version,
@@ -134,12 +140,11 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     }
     versions, commit = package_versions(), git_commit()
     cells = [(a, t, s) for s in seeds for t in attacks for a in anonymizers]
-    done = store.done_keys()
     computed = skipped = 0
     for spec, attack, seed in tqdm(cells, desc=f"{cfg.protocol} grid", unit="cell"):
         cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed,
-                                "numerics": numerics})
-        if cell_key in done:
+                                "numerics": cache.context})
+        if store.has(cell_key):  # stored by an earlier run, or by another run on this out= meanwhile
             skipped += 1
             continue
         started = time.perf_counter()
@@ -162,7 +167,6 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
             **result.extra,
         }
         store.append(row)
-        done.add(cell_key)
         computed += 1
         log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
 
@@ -174,5 +178,5 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         metrics=table_metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
     )
-    atomic_write_text(out / "table.md", table)
+    store.write_text("table.md", table)
     return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)

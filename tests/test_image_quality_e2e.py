@@ -117,7 +117,7 @@ def test_reference_features_are_reused_from_the_cache(run_out, torch_home, monke
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     monkeypatch.setenv("EVALSUITE_CACHE", str(cache))
     cfg = compose([*TINY, "anonymizers=[none,pixelate8]", f"cache_dir={cache}"])
-    protocol = ImageQuality(cfg, Cache(cache))
+    protocol = ImageQuality(cfg, Cache.for_config(cfg))  # the run's cache: keys folded with the thread count
     protocol.prepare()
     for name in ("none", "pixelate8"):
         protocol.evaluate(resolve_anonymizer(name), resolve_attack("none"), 0)

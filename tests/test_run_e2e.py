@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from evalsuite.cli import main
 from evalsuite.cache import Cache
+from evalsuite.cli import main
 from evalsuite.reproducibility import numerics_key
 
 TINY = [
@@ -121,7 +121,8 @@ def test_killed_run_resumes_without_redoing_cells(cache, tmp_path, monkeypatch, 
 
 def test_checkpoint_weights_are_loaded_not_trained(first_run, cache, tmp_path, capsys):
     naive_none = next(r for r in rows(first_run) if r["anonymizer"] == "none" and r["attack"] == "naive")
-    weights = Cache(cache, numerics=numerics_key(naive_none["numerics"])).path("attackers", naive_none["attacker_key"], ".pt")
+    weights = Cache(cache, context=numerics_key(naive_none["numerics"])).path("attackers", naive_none["attacker_key"], ".pt")
+    assert weights.is_file()
     args = [*TINY, "attacks=[naive]", f"attacker.weights={weights}", f"cache_dir={tmp_path / 'c'}", f"out={tmp_path / 'o'}"]
     assert run(args, capsys)[0] == 0
     loaded = next(r for r in rows(tmp_path / "o") if r["anonymizer"] == "none")

@@ -47,7 +47,6 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from evalsuite.errors import UserError
@@ -173,13 +172,15 @@ def box_from_landmarks(landmarks: dict[int, list[list[float]]]) -> list[float] |
 
 def read_face_image(path: str | Path, hint: str = "replace the file or remove it from the dataset") -> np.ndarray:
     """A face image as uint8 H x W x 3 RGB; UserError naming the file and the fix when unreadable."""
+    from evalsuite.data.market1501 import decode_rgb
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"face image {path} does not exist; {hint}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None or img.ndim != 3 or img.size == 0:
-        raise UserError(f"corrupt or unreadable face image {path} (could not be decoded); {hint}")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    try:
+        return decode_rgb(path)
+    except ValueError as exc:
+        raise UserError(f"corrupt or unreadable face image {path} ({exc}); {hint}") from None
 
 
 # --------------------------------------------------------------------------- sidecar

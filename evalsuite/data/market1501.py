@@ -30,8 +30,8 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+from PIL import Image, ImageFile, ImageOps
 
 from evalsuite.data.types import SIDECAR_NAME, ReidDataset, Sample
 from evalsuite.errors import UserError
@@ -51,15 +51,36 @@ HINT = f"set dataset.root=/path/to/{DATASET_DIRNAME} or use dataset=synthetic"
 
 # --------------------------------------------------------------------------- images
 
+def decode_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file completely as uint8 H x W x 3 RGB; ValueError saying why it cannot.
+
+    Pillow decodes (the same libjpeg-turbo pixels as ``cv2.imread``, EXIF orientation applied
+    as ``cv2.imread`` does) and, unlike OpenCV, refuses a truncated file instead of filling
+    the missing rows with gray (``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False).
+    """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated files would pass as gray; set it to False")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = ImageOps.exif_transpose(image).convert("RGB")
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"could not be decoded completely: {reason}") from None
+    array = np.asarray(rgb)
+    if array.ndim != 3 or array.shape[2] != 3 or array.size == 0:
+        raise ValueError(f"decoded to an empty or odd array of shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as a uint8 H x W x 3 RGB array; UserError when it cannot be decoded."""
-    path = str(path)
-    if not Path(path).is_file():
-        raise UserError(f"corrupt or unreadable image: {path} (no such file)")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
-        raise UserError(f"corrupt or unreadable image: {path} (could not be decoded as an image)")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    """Read an image file as a uint8 H x W x 3 RGB array; UserError naming the file when it is corrupt."""
+    try:
+        return decode_rgb(path)
+    except ValueError as exc:
+        raise UserError(f"corrupt or unreadable image: {path} ({exc}); replace the file or remove it from the dataset") from None
 
 
 # --------------------------------------------------------------------------- layout

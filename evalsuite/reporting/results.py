@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalsuite.errors import UserError
-from evalsuite.store import RESULTS_NAME, read_rows
+from evalsuite.store import read_rows, results_file
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +123,6 @@ def is_identity_anonymizer(name: str, label: str | None = None) -> bool:
     except Exception:  # pragma: no cover - registry import problems must not break reports
         pass
     return name in IDENTITY_NAMES or (label is not None and label in IDENTITY_NAMES)
-
-
-def results_file(path: Path) -> Path:
-    """``path`` itself (a .jsonl file) or ``path/results.jsonl`` (a run folder)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        candidate = path / RESULTS_NAME
-        if not candidate.exists():
-            raise UserError(f"{path} is a folder without {RESULTS_NAME}; pass a run folder (evalsuite run ... out=DIR) or a results.jsonl file")
-        return candidate
-    if not path.exists():
-        raise UserError(f"results {path} does not exist; pass a run folder or a results.jsonl file")
-    return path
 
 
 def load_source(path: Path) -> RunSource:
