@@ -33,7 +33,8 @@ Methods:
   sample_ids the dataset's stable relative paths of the images. Returns uint8
   (B, 3, H, W) on the input device (own-region anonymizers: an :class:`Anonymized`);
 - ``_anonymize_regions_cpu(images, masks, annotations, generator)`` (optional, given-region
-  filters): the whole output on CPU in one go, written only inside the masks (the filter
+  filters): the whole output on CPU in one go (a new tensor, also for empty masks), written
+  only inside the masks (the filter
   works on each mask's box instead of whole images; ``blur``, ``pixelate``, ``mask``).
   Used only while the class that defines it also defines the ``_anonymize_region`` in
   effect, so a subclass that changes the filter falls back to ``_anonymize_region``;
@@ -156,10 +157,10 @@ class Anonymizer:
             check_masks(images, detected, f"{type(self).__name__}.detect")
             out = self._anonymize_region(images, detected, annotations, generator) if bool(detected.any()) else images.clone()
             return Anonymized(torch.where(detected.expand_as(images), out, images), detected)
+        if images.device.type == "cpu" and self._has_cpu_path():  # it handles empty masks itself
+            return self._anonymize_regions_cpu(images, masks, annotations, generator)
         if not bool(masks.any()):
             return images.clone()
-        if images.device.type == "cpu" and self._has_cpu_path():
-            return self._anonymize_regions_cpu(images, masks, annotations, generator)
         out = self._anonymize_region(images, masks, annotations, generator)
         # only the region changes, whatever the subclass computed elsewhere
         return torch.where(masks.expand_as(images), out, images)

@@ -1,7 +1,8 @@
 """``blur``: Gaussian blur of the region (DeepPrivacy2 / Paper F; UP-GAN "Gaussian-k").
 
-The whole image is blurred and the base class pastes the blurred pixels inside the mask,
-as DeepPrivacy2 does (``I_new = I * (1 - M) + M * I_blur``).
+The blurred image is pasted inside the mask, as DeepPrivacy2 does
+(``I_new = I * (1 - M) + M * I_blur``); on CPU only the mask's box (plus the kernel radius)
+is blurred, with the same pixels as blurring the whole image (see Implementation).
 
 Parameter choices:
 - default ``sigma = 7`` (DeepPrivacy2, Paper F) with ``kernel_size = None``, meaning the
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 from anonymizers.base import Anonymizer
-from anonymizers.regionwise import opencv_threads, region_boxes
+from anonymizers.regionwise import opencv_threads, output_copy, paste, region_boxes
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -130,20 +131,15 @@ def blur_regions(images: torch.Tensor, masks: torch.Tensor, kernel_size: int, si
     """
     taps = gaussian_kernel1d(kernel_size, sigma).numpy()
     radius = kernel_size // 2
-    src = images.contiguous().numpy()
-    inside_all = masks.contiguous().numpy()
-    result = images.clone(memory_format=torch.contiguous_format)
-    out = result.numpy()
+    src, inside_all, out, result = output_copy(images, masks)
     height, width = src.shape[2:]
     with opencv_threads():
         for b, y0, y1, x0, x1 in region_boxes(inside_all):
             top, bottom = max(y0 - radius, 0), min(y1 + radius, height)
             left = max(x0 - radius, 0) // CROP_ALIGN * CROP_ALIGN
             right = min(width, left + -(-(x1 + radius - left) // CROP_ALIGN) * CROP_ALIGN)
-            inside = inside_all[b, 0, y0:y1, x0:x1]
-            for c in range(src.shape[1]):
-                blurred = _filter_plane(src[b, c, top:bottom, left:right], taps)
-                np.copyto(out[b, c, y0:y1, x0:x1], blurred[y0 - top : y1 - top, x0 - left : x1 - left], where=inside)
+            blurred = np.stack([_filter_plane(src[b, c, top:bottom, left:right], taps) for c in range(src.shape[1])])
+            paste(out[b, :, y0:y1, x0:x1], blurred[:, y0 - top : y1 - top, x0 - left : x1 - left], inside_all[b, :, y0:y1, x0:x1])
     return result
 
 

@@ -7,9 +7,9 @@ Gray is 127: Paper F defines mask-out as ``I * (1 - M) + M * 127``; DeepPrivacy2
 fills 0 in its [-1, 1] range, i.e. 127.5, which becomes 127 or 128 depending on how it is
 converted back to uint8 (truncation gives 127).
 
-On CPU the fill is written straight into a copy of the images (``np.copyto`` with the mask
-as ``where``) instead of building a filled batch and selecting from it (:func:`fill_regions`);
-the same bytes.
+On CPU the fill is written straight into a copy of the images, over each mask's box only
+(``np.copyto`` with the mask as ``where``), instead of building a filled batch and selecting
+from it (:func:`fill_regions`); the same bytes.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from anonymizers.base import Anonymizer
+from anonymizers.regionwise import output_copy, region_boxes
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -54,9 +55,11 @@ def region_mean(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def fill_regions(images: torch.Tensor, masks: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
-    """CPU: a copy of ``images`` with uint8 ``colour`` ((1 or B), 3, 1, 1) inside ``masks``."""
-    result = images.clone(memory_format=torch.contiguous_format)
-    np.copyto(result.numpy(), colour.numpy(), where=masks.numpy())
+    """CPU: a copy of ``images`` with uint8 ``colour`` ((1 or B), 3, 1, 1) inside ``masks`` (each mask's box only)."""
+    _, inside_all, out, result = output_copy(images, masks)
+    levels = colour.numpy()
+    for b, y0, y1, x0, x1 in region_boxes(inside_all):
+        np.copyto(out[b, :, y0:y1, x0:x1], levels[min(b, levels.shape[0] - 1)], where=inside_all[b, :, y0:y1, x0:x1].view(bool))
     return result
 
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["mask_boxes", "opencv_threads", "region_boxes", "round_to_uint8"]
+__all__ = ["mask_boxes", "opencv_threads", "output_copy", "paste", "region_boxes", "round_to_uint8"]
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
 
 
 def region_boxes(masks: np.ndarray) -> list[tuple[int, int, int, int, int]]:
-    """``(b, y0, y1, x0, x1)`` (exclusive ends) of every non-empty mask of bool (B, 1, H, W) numpy masks.
+    """``(b, y0, y1, x0, x1)`` (exclusive ends) of every non-empty mask of (B, 1, H, W) numpy masks (bool or 0/1).
 
     The same boxes as :func:`mask_boxes`, computed with numpy for the CPU loop; images with
     an empty mask are left out.
@@ -57,6 +57,38 @@ def region_boxes(masks: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     y0, y1 = rows.argmax(axis=1), height - rows[:, ::-1].argmax(axis=1)
     x0, x1 = cols.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1)
     return [(int(b), int(y0[b]), int(y1[b]), int(x0[b]), int(x1[b])) for b in np.flatnonzero(occupied)]
+
+
+def output_copy(images: torch.Tensor, masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """``(src, masks as uint8, out, result)``: numpy views of the inputs, and a copy of the images to write into.
+
+    The copy is made by numpy and shared with the returned tensor: on large images numpy's
+    copy is 2-3x faster than ``torch.clone`` (numpy asks for huge pages).
+    """
+    src = images.contiguous().numpy()
+    out = src.copy()
+    return src, masks.contiguous().numpy().view(np.uint8), out, torch.from_numpy(out)
+
+
+#: boxes of at least this many pixels are pasted with OpenCV, smaller ones with numpy arithmetic
+LARGE_BOX = 32768
+
+
+def paste(target: np.ndarray, values: np.ndarray, inside: np.ndarray) -> None:
+    """Copy ``values`` into ``target`` where the 0/1 uint8 ``inside`` is set; (C, h, w) with (1, h, w) ``inside``.
+
+    Large boxes: ``cv2.copyTo`` per plane, writing into the given view (2-3x faster than
+    ``np.copyto(..., where=)`` on a photo). Small boxes: ``target += (values - target) * inside``
+    in uint8 (exact: modular arithmetic), fewer and cheaper calls than either.
+    """
+    if target.shape[-1] * target.shape[-2] >= LARGE_BOX:
+        plane_mask = inside.reshape(inside.shape[-2:])
+        for channel in range(target.shape[0]):
+            cv2.copyTo(values[channel], plane_mask, target[channel])
+        return
+    difference = np.subtract(values, target)
+    np.multiply(difference, inside, out=difference)
+    np.add(target, difference, out=target)
 
 
 @contextlib.contextmanager
