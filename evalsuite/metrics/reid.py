@@ -17,7 +17,7 @@ kept (junk-removed) rank of each good match, and the kept rank of a match at dis
 is the number of kept non-matches with a distance ``< v`` plus the number of matches ranked
 before it. So instead of argsorting each row (what torchreid does) the rows are sorted by
 value (``np.sort``, about 4x cheaper than ``np.argsort``) and each match is located with two
-binary searches (``torch.searchsorted``, batched over rows). A query's matches are found
+binary searches (``np.searchsorted`` on its sorted row). All single-threaded numpy. A query's matches are found
 from the gallery grouped by pid, not by comparing every gallery pid.
 
 Ties, precisely. torchreid breaks ties by whatever order ``np.argsort``'s default
@@ -141,7 +141,7 @@ def _ranks_by_argsort(
     return rows[good], ranks[good] - junk_before[good]
 
 
-#: distance dtypes the counting path sorts and searches as they are (torch.searchsorted takes them)
+#: distance dtypes the counting path sorts and searches as they are
 _COUNTING_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.int64, np.int32, np.int16, np.int8, np.uint8))
 
 
@@ -174,7 +174,7 @@ def _ranks_by_counting(
     The kept rank of a good match at distance ``v`` (0-based, junk removed) is the number of
     kept non-matches with a distance ``< v``, plus the matches ranked before it. That needs
     the rows sorted by value only (``np.sort``, much cheaper than ``np.argsort``) and two
-    binary searches per match. It is exact whenever no kept non-match has exactly the
+    binary searches per match (``np.searchsorted`` on the sorted row). It is exact whenever no kept non-match has exactly the
     distance of a match: the order among tied matches, or between matches and junk, changes
     no metric. Rows where a kept non-match ties a match (or holding NaN) are returned in
     ``tied_rows`` and must be ranked by :func:`_ranks_by_argsort`.
@@ -208,12 +208,12 @@ def _ranks_by_counting(
 
     sorted_values = np.array(dist, order="C")  # a C-contiguous copy, sorted in place
     sorted_values.sort(axis=1)
-    sorted_rows = torch.from_numpy(sorted_values)
-    padded = np.zeros((n, max(int(num_good.max(initial=0)), 1)), dtype=dist.dtype)
-    padded[rows, within] = values
-    padded_t = torch.from_numpy(padded)
-    less = torch.searchsorted(sorted_rows, padded_t).numpy()[rows, within]
-    less_equal = torch.searchsorted(sorted_rows, padded_t, right=True).numpy()[rows, within]
+    less = np.empty(rows.size, dtype=np.int64)  # distances < the match's, in its row
+    less_equal = np.empty(rows.size, dtype=np.int64)  # distances <= the match's
+    for row in np.flatnonzero(num_good):  # numpy per row: no thread pool to wait on under load
+        segment = slice(starts[row], starts[row] + num_good[row])
+        less[segment] = sorted_values[row].searchsorted(values[segment], side="left")
+        less_equal[segment] = sorted_values[row].searchsorted(values[segment], side="right")
 
     tied = np.zeros(n, dtype=bool)
     tied[rows[less_equal - less != run_length]] = True  # a kept non-match has a match's distance
