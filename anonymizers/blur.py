@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from anonymizers.base import Anonymizer
-from anonymizers.regionwise import opencv_threads, output_copy, paste, region_boxes
+from anonymizers.regionwise import for_each_box, opencv_threads, output_copy, paste, region_boxes
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -133,13 +133,16 @@ def blur_regions(images: torch.Tensor, masks: torch.Tensor, kernel_size: int, si
     radius = kernel_size // 2
     src, inside_all, out, result = output_copy(images, masks)
     height, width = src.shape[2:]
-    with opencv_threads():
-        for b, y0, y1, x0, x1 in region_boxes(inside_all):
+
+    def work(boxes: Sequence[tuple[int, int, int, int, int]]) -> None:
+        for b, y0, y1, x0, x1 in boxes:
             top, bottom = max(y0 - radius, 0), min(y1 + radius, height)
             left = max(x0 - radius, 0) // CROP_ALIGN * CROP_ALIGN
             right = min(width, left + -(-(x1 + radius - left) // CROP_ALIGN) * CROP_ALIGN)
             blurred = np.stack([_filter_plane(src[b, c, top:bottom, left:right], taps) for c in range(src.shape[1])])
             paste(out[b, :, y0:y1, x0:x1], blurred[:, y0 - top : y1 - top, x0 - left : x1 - left], inside_all[b, :, y0:y1, x0:x1])
+
+    for_each_box(region_boxes(inside_all), work)
     return result
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from anonymizers.base import Anonymizer
-from anonymizers.regionwise import mask_boxes, output_copy, paste, region_boxes, round_to_uint8
+from anonymizers.regionwise import for_each_box, mask_boxes, output_copy, paste, region_boxes, round_to_uint8
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -137,19 +137,23 @@ def pixelate_regions(images: torch.Tensor, masks: torch.Tensor, *, grid: int | N
     a large box is brought back up, rounded and pasted in stripes of rows that stay in cache.
     """
     src, inside_all, out, result = output_copy(images, masks)
-    for b, y0, y1, x0, x1 in region_boxes(inside_all):
-        down_h, up_h, rows = axis_matrices(y1 - y0, grid, block_size)
-        down_w, up_w, cols = axis_matrices(x1 - x0, grid, block_size)
-        box = src[b, :, y0:y1, x0:x1]
-        read = box[:, rows] if rows.size < box.shape[1] else box
-        read = read[:, :, cols] if cols.size < box.shape[2] else read
-        cells = down_h @ (read.astype(np.float32) @ down_w.T)  # (C, cells, cells)
-        stripe = max(1, STRIPE_VALUES // (x1 - x0))
-        for top in range(y0, y1, stripe):
-            bottom = min(top + stripe, y1)
-            rows_up = up_h[top - y0 : bottom - y0] @ cells  # rows back up: (C, stripe, cells)
-            values = round_to_uint8(rows_up @ up_w.T)  # (C, stripe, w)
-            paste(out[b, :, top:bottom, x0:x1], values, inside_all[b, :, top:bottom, x0:x1])
+
+    def work(boxes: Sequence[tuple[int, int, int, int, int]]) -> None:
+        for b, y0, y1, x0, x1 in boxes:
+            down_h, up_h, rows = axis_matrices(y1 - y0, grid, block_size)
+            down_w, up_w, cols = axis_matrices(x1 - x0, grid, block_size)
+            box = src[b, :, y0:y1, x0:x1]
+            read = box[:, rows] if rows.size < box.shape[1] else box
+            read = read[:, :, cols] if cols.size < box.shape[2] else read
+            cells = down_h @ (read.astype(np.float32) @ down_w.T)  # (C, cells, cells)
+            stripe = max(1, STRIPE_VALUES // (x1 - x0))
+            for top in range(y0, y1, stripe):
+                bottom = min(top + stripe, y1)
+                rows_up = up_h[top - y0 : bottom - y0] @ cells  # rows back up: (C, stripe, cells)
+                values = round_to_uint8(rows_up @ up_w.T)  # (C, stripe, w)
+                paste(out[b, :, top:bottom, x0:x1], values, inside_all[b, :, top:bottom, x0:x1])
+
+    for_each_box(region_boxes(inside_all), work)
     return result
 
 

@@ -9,19 +9,28 @@ works on the bounding box of its mask (plus what its filter reads around it), wr
 inside the mask, and leaves the rest of the output a copy of the input. On CUDA the
 batched torch versions stay.
 
-OpenCV runs with as many threads as torch has (``torch.get_num_threads()``, which follows
-``OMP_NUM_THREADS`` and the suite's deterministic mode): see :func:`opencv_threads`.
+Threads follow the process's setting, ``torch.get_num_threads()`` (``OMP_NUM_THREADS``, the
+suite's deterministic mode): a batch of boxes is split over that many threads
+(:func:`for_each_box`; numpy and OpenCV release the GIL), and OpenCV itself gets that many
+threads for one large box (:func:`opencv_threads`). Every box is computed on its own and
+written to its own pixels, so the result never depends on the thread count.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 
-__all__ = ["mask_boxes", "opencv_threads", "output_copy", "paste", "region_boxes", "round_to_uint8"]
+__all__ = ["for_each_box", "mask_boxes", "opencv_threads", "output_copy", "paste", "region_boxes", "round_to_uint8"]
+
+Box = tuple[int, int, int, int, int]
+#: a thread takes at least this many boxes (fewer: the loop stays on the calling thread)
+MIN_BOXES_PER_THREAD = 8
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -89,6 +98,36 @@ def paste(target: np.ndarray, values: np.ndarray, inside: np.ndarray) -> None:
     difference = np.subtract(values, target)
     np.multiply(difference, inside, out=difference)
     np.add(target, difference, out=target)
+
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    with _pool_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="evalsuite-regionwise")
+        return _pools[threads]
+
+
+def for_each_box(boxes: Sequence[Box], work: Callable[[Sequence[Box]], None], threads: int | None = None) -> None:
+    """``work(part)`` over contiguous parts of ``boxes``, one per thread (``torch.get_num_threads()``).
+
+    With one thread, or too few boxes to share, ``work(boxes)`` runs on the calling thread;
+    otherwise OpenCV runs single-threaded inside the workers (no nested oversubscription).
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    threads = min(threads, len(boxes) // MIN_BOXES_PER_THREAD)
+    if threads <= 1 or threading.current_thread().name.startswith("evalsuite-regionwise"):
+        with opencv_threads():
+            work(boxes)
+        return
+    step = -(-len(boxes) // threads)
+    parts = [boxes[start : start + step] for start in range(0, len(boxes), step)]
+    with opencv_threads(1):
+        for future in [_pool(threads).submit(work, part) for part in parts]:
+            future.result()
 
 
 @contextlib.contextmanager
