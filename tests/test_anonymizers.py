@@ -381,3 +381,19 @@ def test_subclass_overriding_the_region_filter_keeps_the_base_path():
     images, masks = make_images(), make_masks()
     out = Inverted().anonymize(images, masks)
     assert torch.equal(out, torch.where(masks.expand_as(images), 255 - images, images))
+
+
+@pytest.mark.parametrize("name", ["blur", "pixelate8", "pixelate", "mask"])
+def test_cpu_path_does_not_depend_on_the_thread_count(name):
+    """for_each_box splits the boxes over torch's threads: the same bytes with 1 and 3 threads."""
+    images, masks = make_images(40, 70, 90, seed=7), random_masks(40, 70, 90, seed=8)
+    anonymizer = ANONYMIZERS.build(name)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = anonymizer.anonymize(images, masks)
+        torch.set_num_threads(3)
+        threaded = anonymizer.anonymize(images, masks)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(single, threaded)
