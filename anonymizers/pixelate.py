@@ -20,8 +20,10 @@ float32 (batched matmul), rounding to uint8 once at the end. Pixels outside the 
 out as zero and are restored by the base class (they are outside the mask). That is the
 CUDA path. On CPU (:func:`pixelate_regions`) the same four products run per image on its box
 only, with the same matrices cut to the box (cached by box size), so the work no longer
-grows with the image; it gives the same bytes as the batched path on the tests and the
-benchmark batch (the float sums have the same non-zero terms in the same association).
+grows with the image. The float sums have the same non-zero terms in the same association
+as the batched path, only fewer zeros: grids gave the same bytes on every input tried
+(tests, benchmark, 1200 x 900 images); blocks differ by one level on about 1 in 50,000
+values (a block mean at exactly .5, where the last float bit decides the rounding).
 """
 from __future__ import annotations
 

@@ -174,9 +174,9 @@ def _ranks_by_counting(
     The kept rank of a good match at distance ``v`` (0-based, junk removed) is the number of
     kept non-matches with a distance ``< v``, plus the matches ranked before it. That needs
     the rows sorted by value only (``np.sort``, much cheaper than ``np.argsort``) and two
-    binary searches per match (``np.searchsorted`` on the sorted row). It is exact whenever no kept non-match has exactly the
-    distance of a match: the order among tied matches, or between matches and junk, changes
-    no metric. Rows where a kept non-match ties a match (or holding NaN) are returned in
+    binary searches per match (``np.searchsorted`` on the sorted row). It is exact whenever
+    no kept non-match has exactly the distance of a match: the order among tied matches, or
+    between matches and junk, changes no metric. Rows where a kept non-match ties a match (or holding NaN) are returned in
     ``tied_rows`` and must be ranked by :func:`_ranks_by_argsort`.
 
     Returns (rows, kept ranks) of the untied rows' good matches, sorted by row then rank,
