@@ -32,6 +32,12 @@ Methods:
   per image (:mod:`evalsuite.data.types`); generator a seeded ``torch.Generator``;
   sample_ids the dataset's stable relative paths of the images. Returns uint8
   (B, 3, H, W) on the input device (own-region anonymizers: an :class:`Anonymized`);
+- ``_anonymize_regions_cpu(images, masks, annotations, generator)`` (optional, given-region
+  filters): the whole output on CPU in one go (a new tensor, also for empty masks), written
+  only inside the masks (the filter
+  works on each mask's box instead of whole images; ``blur``, ``pixelate``, ``mask``).
+  Used only while the class that defines it also defines the ``_anonymize_region`` in
+  effect, so a subclass that changes the filter falls back to ``_anonymize_region``;
 - ``anonymize_set(...)``: the whole-set entry point (default: batches of ``anonymize``);
   folder-based anonymizers (``external``, ``precomputed``) override it;
 - ``bind_dataset(sample_ids)``: told every sample id the protocol will anonymize, before
@@ -151,6 +157,8 @@ class Anonymizer:
             check_masks(images, detected, f"{type(self).__name__}.detect")
             out = self._anonymize_region(images, detected, annotations, generator) if bool(detected.any()) else images.clone()
             return Anonymized(torch.where(detected.expand_as(images), out, images), detected)
+        if images.device.type == "cpu" and self._has_cpu_path():  # it handles empty masks itself
+            return self._anonymize_regions_cpu(images, masks, annotations, generator)
         if not bool(masks.any()):
             return images.clone()
         out = self._anonymize_region(images, masks, annotations, generator)
@@ -199,6 +207,22 @@ class Anonymizer:
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         raise NotImplementedError
+
+    def _anonymize_regions_cpu(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        annotations: Sequence[dict] | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Optional CPU path of a given-region filter: the final images, changed only inside ``masks``."""
+        raise NotImplementedError
+
+    @classmethod
+    def _has_cpu_path(cls) -> bool:
+        """True when the class defining ``_anonymize_regions_cpu`` also defines the ``_anonymize_region`` in effect."""
+        owner = next(k for k in cls.__mro__ if "_anonymize_regions_cpu" in k.__dict__)
+        return owner is not Anonymizer and owner.__dict__.get("_anonymize_region") is cls._anonymize_region
 
     def describe(self) -> dict[str, Any]:
         """What a run records about this component."""

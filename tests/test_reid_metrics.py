@@ -277,6 +277,90 @@ def test_bad_shapes():
         evaluate_reid(np.zeros((4, 10)), ids[0], ids[1][:9], ids[2], ids[3])
 
 
+# ---------------------------------------------------------------- counting path, argsort fallback, ties
+
+
+def assert_same_scores(a: ReidScores, b: ReidScores) -> None:
+    """Every field, the CMC and the per-query outputs, bit for bit."""
+    assert a == b and np.array_equal(a.cmc, b.cmc) and np.array_equal(a.valid_queries, b.valid_queries)
+    assert a.per_query.keys() == b.per_query.keys()
+    for key in a.per_query:
+        assert a.per_query[key].dtype == b.per_query[key].dtype
+        assert np.array_equal(a.per_query[key], b.per_query[key]), key
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint8])
+@pytest.mark.parametrize("levels", [2, 7, 100, None])
+def test_count_and_argsort_methods_agree_bit_for_bit(dtype, levels):
+    rng = np.random.default_rng(20 + (levels or 0))
+    ids = make_ids(rng, 60, 500, num_ids=20, num_cams=4, distractors=50)
+    if levels is None:  # (nearly) tie-free
+        distmat = (features_distmat(rng, ids[0], ids[1], signal=1.5) * (10 if dtype in (np.float64, np.float32, np.float16) else 1))
+    else:
+        distmat = rng.integers(0, levels, size=(60, 500))
+    distmat = distmat.astype(dtype)
+    counted = evaluate_reid(distmat, *ids, chunk_size=16)
+    assert_same_scores(counted, evaluate_reid(distmat, *ids, chunk_size=16, method="argsort"))
+    assert_matches_references(distmat, *ids)
+
+
+def _spy_on_argsort(monkeypatch) -> list[int]:
+    """Record the number of rows each call of the argsort fallback ranks."""
+    from evalsuite.metrics import reid
+
+    calls: list[int] = []
+    original = reid._ranks_by_argsort
+
+    def spy(dist, *args):
+        calls.append(dist.shape[0])
+        return original(dist, *args)
+
+    monkeypatch.setattr(reid, "_ranks_by_argsort", spy)
+    return calls
+
+
+def test_only_match_nonmatch_ties_and_nan_rows_fall_back_to_argsort(monkeypatch):
+    g_pids = np.array([1, 1, 1, 2, 2, 3, 3, 4, 5, 6] * 3)
+    g_camids = np.array([0, 1, 2, 0, 1, 0, 1, 2, 2, 2] * 3)
+    rng = np.random.default_rng(0)
+    base = rng.permutation(30).astype(np.float64)  # distinct distances: no ties at all
+    q_pids, q_camids = np.array([1, 1, 1, 1, 1, 3]), np.array([0, 0, 0, 0, 0, 2])
+    distmat = np.tile(base, (6, 1))
+    distmat[1, 1] = distmat[1, 2]  # row 1: two matches (pid 1, cameras 1 and 2) tied
+    distmat[2, 0] = distmat[2, 1]  # row 2: junk (pid 1 camera 0) tied with a match
+    distmat[3, 3] = distmat[3, 1]  # row 3: kept non-match (pid 2) tied with a match
+    distmat[4, 9] = np.nan  # row 4: NaN (a non-match)
+    distmat[5, 5] = distmat[5, 4] = -np.inf  # row 5: -inf non-match tied with -inf match (pid 3 camera 0)
+    calls = _spy_on_argsort(monkeypatch)
+    counted = evaluate_reid(distmat, q_pids, g_pids, q_camids, g_camids)
+    assert calls == [3]  # rows 3, 4 and 5 only
+    expected = evaluate_reid(distmat, q_pids, g_pids, q_camids, g_camids, method="argsort")
+    assert_same_scores(counted, expected)
+    # max_rank 10: torchreid needs at least max_rank kept gallery items per query
+    assert_matches_references(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=10)
+
+
+def test_tie_between_match_and_nonmatch_follows_numpy_argsort():
+    # a match (column 0) and a non-match (column 1) at the same distance, then distinct ones;
+    # the metric depends on the order np.argsort puts them in, as in torchreid
+    for num_g in (5, 40, 1000):  # insertion sort, introsort / SIMD sort sizes
+        rng = np.random.default_rng(num_g)
+        g_pids = np.concatenate([[1, 2], rng.integers(3, 50, num_g - 2)])
+        g_pids[rng.integers(2, num_g, 3)] = 1
+        g_camids = np.ones(num_g, int)
+        distmat = np.concatenate([[0.5, 0.5], rng.random(num_g - 2) + 0.25])[None]
+        s = assert_matches_references(distmat, np.array([1]), g_pids, np.array([0]), g_camids)
+        order = np.argsort(distmat[0])
+        first_match = np.flatnonzero(g_pids[order] == 1)[0]
+        assert s.per_query["first_rank"].tolist() == [first_match]
+
+
+def test_unknown_method_is_refused():
+    ids = make_ids(np.random.default_rng(0), 4, 10, 3, 2)
+    with pytest.raises(ValueError, match="method"):
+        evaluate_reid(np.zeros((4, 10)), *ids, method="sort")
+
+
 # ---------------------------------------------------------------- pairwise_distance
 
 
