@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from evalsuite.config import stable_hash
-from evalsuite.store import ResultsStore, atomic_path, atomic_write_text
+from evalsuite.store import RUN_JSON, ResultsStore, atomic_path, atomic_write_text, read_run_json
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 SAMPLES_DIR = "samples"
 FORMAT = 1
 #: evaluation images saved per run (reports show ``--grid-samples`` of them)
@@ -181,22 +180,6 @@ def describe_run(protocol: Protocol, cfg: DictConfig, anonymizers: Sequence[Anon
 
 
 # --------------------------------------------------------------------------- reading and merging
-
-def read_run_json(folder: Path) -> dict[str, Any] | None:
-    """``folder/run.json`` as a mapping; None when absent or unreadable (logged)."""
-    path = Path(folder) / RUN_JSON
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("%s is unreadable (%s); ignoring it", path, exc)
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
-        log.warning("%s is not an evalsuite run description (no 'runs' mapping); ignoring it", path)
-        return None
-    return data
-
 
 def merge_entry(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """``new`` over ``old``: anonymizers, attacks, metrics and seeds united; samples merged per label."""
