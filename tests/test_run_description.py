@@ -20,20 +20,10 @@ from evalsuite.run_description import RunSamples, pick_indices, safe_name, write
 
 load_all()
 
-TINY = [
-    "protocol=market1501-reid",
-    "dataset=synthetic",
-    "dataset.num_train_ids=6",
-    "dataset.num_test_ids=5",
-    "dataset.num_distractors=3",
-    "dataset.num_junk=1",
-    "attacker.epochs=1",
-    "attacker.batch_size=8",
-    "attacker.height=64",
-    "attacker.width=32",
-    "anonymizers=[none,mask,ksame-pixel-k2]",
-    "attacks=[naive]",
-]
+# tests/ has no __init__.py, so pytest puts it on sys.path
+from test_run_e2e import TINY as E2E_TINY  # noqa: E402
+
+TINY = [*E2E_TINY[:-2], "anonymizers=[none,mask,ksame-pixel-k2]", "attacks=[naive]"]
 
 
 def png(path):
