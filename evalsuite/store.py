@@ -206,7 +206,7 @@ class ResultsStore:
         self._lines = 0  # lines of the file already read
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.locked():  # every writer of these files holds the lock: their temporaries are stale
-            remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME))
+            remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME, RUN_JSON))
             remove_stale_temps(self.out_dir / CONFIGS_DIR, owned=None)
         self.refresh()
 

@@ -157,6 +157,7 @@ class ImageQuality(Protocol):
                 boxed = all(s.annotations.get("face_box") is not None for s in self.dataset.samples)
                 region["name"] = "face" if boxed else "image"
                 log.info("image-quality on faces: region head read as %s", region["name"])
+            self.region_name = str(region["name"])
             for role, samples in self._face_roles(self.dataset).items():
                 if not samples:
                     raise UserError(f"dataset {self.dataset.root} leaves no {role} images for image-quality; use a dataset with more identities or partitions")
@@ -218,6 +219,9 @@ class ImageQuality(Protocol):
             if self.attribute_config.names is not None:  # asked for by name: a real input error
                 raise
             self._unavailable(("attribute_accuracy",), str(exc))
+
+    def sample_region(self) -> str:
+        return getattr(self, "region_name", None) or super().sample_region()
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
