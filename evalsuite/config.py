@@ -41,6 +41,10 @@ SUITE_DEFAULTS: dict[str, Any] = {
 NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds")
 
 
+#: dataset factory parameters the protocol passes at build time; not config keys
+RUNTIME_DATASET_PARAMS = ("cache_dir",)
+
+
 def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
     """Parse ``key=value`` strings with Hydra's override grammar."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -77,6 +81,8 @@ def dataset_defaults(name: str) -> dict[str, Any]:
     entry = DATASETS.get(name)
     params = {"name": name}
     for pname, p in inspect.signature(entry.factory).parameters.items():
+        if pname in RUNTIME_DATASET_PARAMS:
+            continue
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
             params[pname] = p.default
     extra = getattr(entry.factory, "config_defaults", None)  # factories taking **settings
@@ -160,7 +166,21 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 
 
 def cache_dir(cfg: DictConfig | None = None) -> Path:
-    """Where anonymized sets, trained attackers and generated datasets are cached."""
+    """Where anonymized sets, trained attackers and generated datasets are cached.
+
+    The config's ``cache_dir``; when it is empty, ``$EVALSUITE_CACHE``, else ``~/.cache/evalsuite``.
+    Read, never set: components get the folder passed explicitly (:func:`build_dataset`)."""
     if cfg is not None and cfg.get("cache_dir"):
         return Path(str(cfg.cache_dir)).expanduser()
-    return Path(os.environ.get("EVALSUITE_CACHE", Path.home() / ".cache" / "evalsuite")).expanduser()
+    return Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
+
+
+def build_dataset(cfg: DictConfig, folder: Path | None = None) -> Any:
+    """The dataset ``cfg.dataset`` names, built with its settings; factories that generate
+    their data (a ``cache_dir`` parameter) are given ``folder`` (default: :func:`cache_dir`)."""
+    name = str(cfg.dataset.name)
+    entry = DATASETS.get(name)
+    params = {k: v for k, v in to_plain(cfg.dataset).items() if k != "name"}
+    if "cache_dir" in inspect.signature(entry.factory).parameters:
+        params["cache_dir"] = Path(folder) if folder is not None else cache_dir(cfg)
+    return entry.build(**params)

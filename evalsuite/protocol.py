@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from omegaconf import DictConfig
 
 from evalsuite.cache import Cache
@@ -32,6 +33,9 @@ class Protocol:
     dataset_aliases: ClassVar[dict[str, str]] = {}
     #: metrics shown in the printed table by default
     table_metrics: ClassVar[tuple[str, ...]] = ()
+    #: the image set (a key of ``self.sets``) whose images every cell anonymizes; run samples
+    #: (:mod:`evalsuite.run_description`) are taken from it; None: this protocol saves none
+    sample_set: ClassVar[str | None] = None
 
     def __init__(self, cfg: DictConfig, cache: Cache) -> None:
         self.cfg = cfg
@@ -62,6 +66,62 @@ class Protocol:
         (``precomputed`` checks its folder; refused declarations raise UserError)."""
         if self.anonymized_sets is not None:
             self.anonymized_sets.bind(specs, list(self.sets.values()))
+
+    def build_dataset(self) -> Any:
+        """The configured dataset; one that generates itself is generated in this run's cache
+        folder, passed explicitly (:func:`evalsuite.config.build_dataset`)."""
+        from evalsuite.config import build_dataset
+
+        return build_dataset(self.cfg, self.cache.root if self.cache is not None else None)
+
+    # ---------------------------------------------------------------- run samples
+    def sample_identities(self, name: str) -> list[Any]:
+        """The identity of every image of set ``name`` (run samples show distinct identities):
+        ``self.labels[name]``, else the pids / identities of ``self.samples[name]`` or of the
+        dataset's split ``name``; None (each image its own) where none is known."""
+        size = len(self.sets[name])
+        labels = getattr(self, "labels", None)
+        if isinstance(labels, dict) and name in labels and len(labels[name]) == size:
+            return [v.item() if hasattr(v, "item") else v for v in labels[name]]
+        samples = getattr(self, "samples", None)
+        listed = samples.get(name) if isinstance(samples, dict) else None
+        if listed is None and hasattr(getattr(self, "dataset", None), "split"):
+            listed = self.dataset.split(name)  # type: ignore[attr-defined]
+        if listed is not None and len(listed) == size:
+            return [getattr(s, "pid", None) if getattr(s, "pid", None) is not None else getattr(s, "identity", None) for s in listed]
+        return [None] * size
+
+    def sample_output(self, name: str, spec: AnonymizerSpec, seed: int) -> Any:
+        """Set ``name`` anonymized by ``spec`` exactly as the cells anonymize it (an
+        :class:`evalsuite.pipeline.AnonymizedSet`); the default is the pipeline's set fitted on ``train``."""
+        return self.anonymized_sets.get(self.sets[name], spec, seed, train=self.sets.get("train"))
+
+    def sample_region(self) -> str:
+        """The region name shown with the samples."""
+        region = self.cfg.get("region")
+        return str(region.name) if region is not None and "name" in region else "image"
+
+    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> Any:
+        """A :class:`evalsuite.run_description.RunSamples` of ``count`` images of distinct
+        identities from :attr:`sample_set` and each of ``specs``' outputs, taken from the
+        anonymized sets the cells used; or a string saying why this protocol gives none."""
+        from evalsuite.run_description import RunSamples, pick_indices
+
+        name = self.sample_set
+        if name is None or self.anonymized_sets is None or name not in self.sets:
+            return f"protocol {self.cfg.protocol} does not name an image set to take samples from"
+        image_set = self.sets[name]
+        indices = pick_indices(self.sample_identities(name), count)
+        index = torch.as_tensor(indices, dtype=torch.long)
+        samples = RunSamples(set_name=name, sample_ids=[image_set.sample_ids[i] for i in indices], indices=indices,
+                             images=image_set.images[index], masks=image_set.masks[index], region=self.sample_region(), seed=seed)
+        for spec in specs:
+            result = self.sample_output(name, spec, seed)
+            samples.outputs[spec.label] = result.images[index]
+            samples.set_keys[spec.label] = result.key
+            if result.detections is not None:
+                samples.detections[spec.label] = result.detections[index]
+        return samples
 
     def dataset_label(self) -> str:
         return str(self.cfg.dataset.name)

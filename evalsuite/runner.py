@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import subprocess
 import time
@@ -22,6 +21,7 @@ from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, 
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import PROTOCOLS
 from evalsuite.reproducibility import numerics_context
+from evalsuite.run_description import write_run_description
 from evalsuite.report import markdown_table
 from evalsuite.store import ResultsStore, check_writable_folder, check_writable_out
 from evalsuite.threads import limit_threads
@@ -105,8 +105,6 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     resolve_device(str(cfg.device))
     check_writable_out(out_dir_for(cfg))  # before any data is loaded
     check_writable_folder(cache_dir(cfg), "cache_dir")
-    if cfg.cache_dir:  # one cache for every component, generated datasets included
-        os.environ["EVALSUITE_CACHE"] = str(cache_dir(cfg))
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
@@ -170,6 +168,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         computed += 1
         log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
 
+    write_run_description(out, protocol, cfg, anonymizers, attacks, seeds, config_hash, store)  # OUT/run.json, OUT/samples/
     rows = [r for r in store.rows if r.get("config_hash") == config_hash]
     table = markdown_table(
         rows,

@@ -34,6 +34,8 @@ RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "config.yaml"
 CONFIGS_DIR = "configs"
 TABLE_NAME = "table.md"
+#: the run description (:mod:`evalsuite.run_description`)
+RUN_JSON = "run.json"
 #: first line of a run's config.yaml: the hash of the config part that determines its numbers
 CONFIG_HEADER = "# evalsuite config_hash: "
 
@@ -152,6 +154,22 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_run_json(folder: Path) -> dict[str, Any] | None:
+    """``folder/run.json`` as a mapping; None when absent or unreadable (logged)."""
+    path = Path(folder) / RUN_JSON
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s is unreadable (%s); ignoring it", path, exc)
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
+        log.warning("%s is not an evalsuite run description (no 'runs' mapping); ignoring it", path)
+        return None
+    return data
+
+
 def results_file(path: Path) -> Path:
     """``path`` itself (a .jsonl file) or ``path/results.jsonl`` (a run folder); UserError otherwise."""
     path = Path(path).expanduser()
@@ -188,7 +206,7 @@ class ResultsStore:
         self._lines = 0  # lines of the file already read
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with self.locked():  # every writer of these files holds the lock: their temporaries are stale
-            remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME))
+            remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME, RUN_JSON))
             remove_stale_temps(self.out_dir / CONFIGS_DIR, owned=None)
         self.refresh()
 

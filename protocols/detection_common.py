@@ -98,8 +98,7 @@ class DetectionProtocol(Protocol):
         declared = _return_type(entry.factory)
         if declared is not None and not (isinstance(declared, type) and issubclass(declared, DetectionDataset)):
             raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
-        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        dataset = entry.build(**params)
+        dataset = self.build_dataset()
         if not isinstance(dataset, DetectionDataset):
             raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
         self.dataset = dataset
@@ -119,6 +118,11 @@ class DetectionProtocol(Protocol):
 
     def dataset_label(self) -> str:
         return str(self.cfg.dataset.name)
+
+    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> str:
+        """Detection protocols save no sample images yet (the reason is logged and kept in run.json)."""
+        return ("detection protocols anonymize each annotated instance of a scene at its own size, outside the shared "
+                "image-set pipeline, so their scenes are not saved as samples yet")
 
     def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
         """Refuse, before any output, anonymizers whose declaration cannot be honoured instance by instance."""

@@ -81,9 +81,9 @@ from evalsuite.metrics.identification import (
     verification_metrics,
     verification_pairs,
 )
-from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crops
+from evalsuite.pipeline import AnonymizedSet, AnonymizedSets, ImageSet, face_crops
 from evalsuite.protocol import CellResult, Protocol
-from evalsuite.registry import DATASETS, PROTOCOLS, RECOGNIZERS
+from evalsuite.registry import PROTOCOLS, RECOGNIZERS
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,7 @@ class FaceIdentification(Protocol):
     metrics = IDENTIFICATION_METRICS
     dataset_aliases = {"synthetic": "synthetic-faces"}
     table_metrics = IDENTIFICATION_METRICS
+    sample_set = "probe"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -227,8 +228,7 @@ class FaceIdentification(Protocol):
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
         self._check_config()
-        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        dataset = self.build_dataset()
         if not isinstance(dataset, FaceDataset):
             raise UserError(f"dataset {self.cfg.dataset.name!r} is not a face dataset; face-identification reads face-folder, celeba, synthetic-faces (dataset=synthetic)")
         if not dataset.has_identities:
@@ -284,6 +284,11 @@ class FaceIdentification(Protocol):
             return (result.images[:n] if which == "enrol" else result.images[n:]), f"{result.key}-{which}"
         result = sets.get(self.sets[which], spec, seed, train=self.sets["enrol"], groups=self.anonymizer_groups(spec, self.labels[which]))
         return result.images, result.key
+
+    def sample_output(self, name: str, spec: AnonymizerSpec, seed: int) -> AnonymizedSet:
+        """Run samples: the probe set anonymized on its own (as the naive and adaptive cells use it)."""
+        images, key = self.anonymized(name, spec, seed)
+        return AnonymizedSet(images, None, key)
 
     def anonymizer_groups(self, spec: AnonymizerSpec, labels: np.ndarray, order: np.ndarray | None = None) -> list[np.ndarray] | None:
         """The :meth:`fit_groups` of an anonymizer fitted on the set it anonymizes, groups smaller

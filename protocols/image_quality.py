@@ -43,7 +43,7 @@ from evalsuite.metrics.realness import RealnessConfig, fooling_rate, identity_fo
 from evalsuite.metrics.weights import WeightsUnavailable
 from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crops
 from evalsuite.protocol import CellResult, Protocol
-from evalsuite.registry import DATASETS, PROTOCOLS
+from evalsuite.registry import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class ImageQuality(Protocol):
     metrics = ALL_METRICS
     supported_attacks = ("none",)
     table_metrics = TABLE_METRICS
+    sample_set = "eval"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -156,6 +157,7 @@ class ImageQuality(Protocol):
                 boxed = all(s.annotations.get("face_box") is not None for s in self.dataset.samples)
                 region["name"] = "face" if boxed else "image"
                 log.info("image-quality on faces: region head read as %s", region["name"])
+            self.region_name = str(region["name"])
             for role, samples in self._face_roles(self.dataset).items():
                 if not samples:
                     raise UserError(f"dataset {self.dataset.root} leaves no {role} images for image-quality; use a dataset with more identities or partitions")
@@ -180,8 +182,7 @@ class ImageQuality(Protocol):
 
     def prepare(self) -> None:
         self._check_config()
-        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        dataset = self.build_dataset()
         if not isinstance(dataset, (ReidDataset, FaceDataset)):
             raise UserError(f"dataset {self.cfg.dataset.name!r} is a {type(dataset).__name__}; image-quality reads person-crop datasets (synthetic, market1501, pipa) and face datasets (synthetic-faces, celeba, face-folder, utkface)")
         self.dataset = dataset
@@ -218,6 +219,9 @@ class ImageQuality(Protocol):
             if self.attribute_config.names is not None:  # asked for by name: a real input error
                 raise
             self._unavailable(("attribute_accuracy",), str(exc))
+
+    def sample_region(self) -> str:
+        return getattr(self, "region_name", None) or super().sample_region()
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None

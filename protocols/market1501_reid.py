@@ -23,7 +23,7 @@ from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.protocol import CellResult, Protocol
-from evalsuite.registry import DATASETS, PROTOCOLS
+from evalsuite.registry import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Market1501Reid(Protocol):
     version = "1"
     metrics = REID_METRICS
     table_metrics = ("rank1", "mAP")
+    sample_set = "query"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -57,8 +58,7 @@ class Market1501Reid(Protocol):
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
-        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        self.dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        self.dataset = self.build_dataset()
         log.info("%s", self.dataset.summary())
         for split in SPLITS:
             if not self.dataset.split(split):

@@ -66,7 +66,7 @@ from evalsuite.metrics.quality import image_quality_scores
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
-from evalsuite.registry import ANONYMIZERS, DATASETS, PROTOCOLS
+from evalsuite.registry import ANONYMIZERS, PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class PersonRecognition(Protocol):
     metrics = ALL_METRICS
     supported_attacks = ("naive", "adaptive")
     table_metrics = ALL_METRICS
+    sample_set = "test"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -122,8 +123,7 @@ class PersonRecognition(Protocol):
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
-        params = {k: v for k, v in to_plain(self.cfg.dataset).items() if k != "name"}
-        dataset = DATASETS.build(str(self.cfg.dataset.name), **params)
+        dataset = self.build_dataset()
         if not isinstance(dataset, ReidDataset):
             raise UserError(f"dataset {self.cfg.dataset.name!r} is not a person dataset with train / gallery / query splits; use dataset=synthetic or dataset=pipa")
         self.dataset = dataset

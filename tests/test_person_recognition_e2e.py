@@ -138,11 +138,19 @@ def test_pipa_tree_runs_end_to_end(cache, tmp_path, capsys):
     assert black["mask_ssim"] < 0.5 < black["ssim"]
 
 
-def test_html_report_with_ksame_renders_its_image_grid(cache, tmp_path, caplog):
-    """k-Same used to abort render_grid ("not in the set it was fitted on"); the grid now fits it as the run did."""
+def test_html_report_with_ksame_renders_its_image_grid(cache, tmp_path, caplog, monkeypatch):
+    """The grid shows the samples the run saved (k-Same's as the run fitted it); the report builds no dataset."""
+    from evalsuite.registry import DATASETS
+
     out = tmp_path / "out"
     args = [*TINY[:-2], "anonymizers=[none,blurhead,ksame-pixel-k2]", "attacks=[naive]"]
     assert main(["run", *args, f"cache_dir={cache}", f"out={out}"]) == 0
+
+    def refuse(*a, **k):
+        raise AssertionError("the report must not build a dataset")
+
+    monkeypatch.setattr(DATASETS, "get", refuse)
+    monkeypatch.setattr(DATASETS, "build", refuse)
     page = tmp_path / "report.html"
     plots = tmp_path / "plots"
     assert main(["report", str(out), "--format", "html", "--out", str(page), "--plots", str(plots)]) == 0

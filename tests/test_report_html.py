@@ -6,6 +6,7 @@ import logging
 import re
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -17,6 +18,7 @@ from evalsuite.reporting.browser import check_page, find_chromium
 from evalsuite.reporting.plots import find_sweeps, pareto_front, report_plots
 from evalsuite.reporting.results import load_results
 from evalsuite.reporting.table import build_tables
+from evalsuite.run_description import RunSamples, write_samples
 
 load_all()
 
@@ -46,21 +48,37 @@ def quality_rows():
              "metrics": {"ssim": SSIM[label], "psnr": 20.0 + 10 * SSIM[label]}, "cell_key": f"q-{label}"} for label in LABELS]
 
 
-def write_run(folder, rows, config=None):
+def write_run(folder, rows, config=None, samples=None):
+    """A run folder: results.jsonl, config.yaml and (``samples``: labels) run.json with saved sample images."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if config is not None:
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    if samples is not None:
+        config_hash = rows[0]["config_hash"]
+        entry = {"config_hash": config_hash, "samples": write_samples(folder, config_hash, fake_samples(samples))}
+        (folder / "run.json").write_text(json.dumps({"format": 1, "runs": {config_hash: entry}}))
     return folder
+
+
+def fake_samples(labels, n=4, h=128, w=64):
+    """Saved samples as a run writes them: 64x128 crops, a body-like region, one output per anonymizer."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=g)
+    masks = torch.zeros(n, 1, h, w, dtype=torch.bool)
+    masks[:, :, 20:110, 16:48] = True
+    outputs = {label: torch.where(masks, torch.full_like(images, 40 * i), images) for i, label in enumerate(labels) if label != "none"}
+    return RunSamples(set_name="query", sample_ids=[f"query/{i:04d}_c1s1_000000_00.jpg" for i in range(n)], indices=list(range(n)),
+                      images=images, masks=masks, region="body", seed=0, outputs=outputs)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A re-id run with a real config.yaml (tiny synthetic data in a private cache) and an image-quality run."""
+    """A re-id run with a config.yaml and saved samples, and an image-quality run."""
     root = tmp_path_factory.mktemp("runs")
     cfg = compose(["protocol=market1501-reid", "dataset=synthetic", *TINY_DATA, f"anonymizers=[{','.join(LABELS)}]",
                    "seeds=[0,1]", f"cache_dir={root / 'cache'}"])
-    reid = write_run(root / "reid", reid_rows(), cfg)
+    reid = write_run(root / "reid", reid_rows(), cfg, samples=LABELS)
     quality = write_run(root / "quality", quality_rows())
     return reid, quality
 
@@ -105,12 +123,27 @@ def test_plots_written_as_png_files(page):
     assert width > 3 * 60 and height > 4 * 100  # 4 columns (original + 3) x 4 samples of 64x128 crops
 
 
-def test_grid_is_skipped_with_a_reason_when_the_config_is_missing(runs, tmp_path, caplog):
-    bare = write_run(tmp_path / "bare", reid_rows())
+def test_run_without_samples_gets_a_one_line_note_instead_of_a_grid(runs, tmp_path, caplog):
+    bare = write_run(tmp_path / "bare", reid_rows(), OmegaConf.load(runs[0] / "config.yaml"))  # an older run: no run.json
     with caplog.at_level(logging.WARNING):
         assert main(["report", str(bare), "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
-    assert "image grid for market1501-reid v1 on synthetic (config c0) skipped: no config.yaml beside the results" in caplog.text
-    assert 'id="grid-' not in (tmp_path / "r.html").read_text()
+    assert "image grid for market1501-reid v1 on synthetic (config c0) skipped: its run folder holds no saved sample images" in caplog.text
+    text = (tmp_path / "r.html").read_text()
+    assert 'id="grid-' not in text and "<h2>Image grids</h2>" in text
+    assert '<p class="note">No image grid for market1501-reid v1 on synthetic (config c0): its run folder holds no saved sample images' in text
+    assert not (tmp_path / "cache").exists()  # nothing rebuilt
+
+
+def test_grid_shows_the_saved_samples(runs, tmp_path):
+    """The grid's anonymizer columns are the saved PNGs: mask's column (filled with 120) shows its fill."""
+    from evalsuite.reporting.grids import load_inputs
+
+    group = next(g for g in load_results([runs[0]]) if g.key.protocol == "market1501-reid")
+    inputs = load_inputs(group, ["blur", "mask"], 3)
+    assert inputs.labels == ["blur", "mask"] and len(inputs.images) == 3 and inputs.region == "body"
+    assert (inputs.outputs[1][0][30, 20] == 120).all() and (inputs.outputs[0][0][30, 20] == 40).all()
+    assert inputs.masks[0][30, 20] and not inputs.masks[0][5, 5]
+    assert inputs.missing == []
 
 
 def test_frontier_default_axes_and_pareto_front(runs):

@@ -4,8 +4,8 @@ Registered in :data:`evalsuite.registry.DATASETS`:
 
 - ``market1501``: a real Market-1501 folder (``dataset.root=/path/to/Market-1501-v15.09.15``),
   optionally with a user's annotation sidecar (``dataset.annotations=FILE``);
-- ``synthetic``: generated on first use into the cache (``$EVALSUITE_CACHE`` or
-  ``~/.cache/evalsuite``) or ``root``, then read by the same Market-1501 loader.
+- ``synthetic``: generated on first use into the run's ``cache_dir`` (passed by the protocol)
+  or ``root``, then read by the same Market-1501 loader.
 """
 from __future__ import annotations
 
@@ -38,17 +38,19 @@ def market1501(root: str | Path = DEFAULT_MARKET_ROOT, annotations: str | Path |
 
 
 @DATASETS.register("synthetic", description="seeded synthetic pedestrians in the Market-1501 layout (generated on first use)")
-def synthetic(root: str | Path | None = None, annotations: str | Path | None = None, **settings: Any) -> ReidDataset:
+def synthetic(root: str | Path | None = None, annotations: str | Path | None = None, *, cache_dir: str | Path | None = None,
+              **settings: Any) -> ReidDataset:
     """Seeded synthetic pedestrians in the Market-1501 layout, generated on first use.
 
-    ``settings`` are :class:`SyntheticConfig` fields (``seed``, ``num_train_ids``, ...).
+    ``settings`` are :class:`SyntheticConfig` fields (``seed``, ``num_train_ids``, ...);
+    ``cache_dir``: the cache the set is generated in when ``root`` is not given (passed by the protocol).
     """
     valid = {f.name for f in dataclasses.fields(SyntheticConfig)}
     for key in settings:
         if key not in valid:
             raise UserError(f"unknown synthetic dataset setting {key!r}: {did_you_mean(key, valid | {'root', 'annotations'})}")
     config = SyntheticConfig(**settings)
-    folder = generate_synthetic_market(root, config)
+    folder = generate_synthetic_market(root, config, cache_dir)
     return load_market1501(folder, annotations=annotations, name="synthetic")
 
 

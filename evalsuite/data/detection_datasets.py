@@ -4,7 +4,7 @@
   ``person_keypoints``; ``dataset.categories=[person]``; ``dataset.max_images=N`` for a subset);
 - ``wider-face``: a WIDER FACE folder (``dataset.root=/data/WIDER_FACE``);
 - ``synthetic-coco``: seeded synthetic street scenes generated on first use into the cache
-  (``$EVALSUITE_CACHE/datasets/synthetic-coco-<hash>``) or ``dataset.root``, then read by the
+  (``<cache_dir>/datasets/synthetic-coco-<hash>``) or ``dataset.root``, then read by the
   same COCO reader. The detection protocols map ``dataset=synthetic`` to it.
 """
 from __future__ import annotations
@@ -42,14 +42,15 @@ def wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | None = N
 
 
 @DATASETS.register("synthetic-coco", description="seeded synthetic street scenes with person / face boxes in COCO format (generated on first use)")
-def synthetic_coco(root: str | Path | None = None, **settings: Any) -> DetectionDataset:
-    """Seeded synthetic scenes in COCO format; ``settings`` are :class:`SyntheticCocoConfig` fields."""
+def synthetic_coco(root: str | Path | None = None, *, cache_dir: str | Path | None = None, **settings: Any) -> DetectionDataset:
+    """Seeded synthetic scenes in COCO format; ``settings`` are :class:`SyntheticCocoConfig` fields;
+    ``cache_dir``: the cache the scenes are generated in when ``root`` is not given (passed by the protocol)."""
     valid = {f.name for f in dataclasses.fields(SyntheticCocoConfig)}
     for key in settings:
         if key not in valid:
             raise UserError(f"unknown synthetic-coco dataset setting {key!r}: {did_you_mean(key, valid | {'root'})}")
     config = SyntheticCocoConfig(**settings)
-    folder = generate_synthetic_coco(root, config)
+    folder = generate_synthetic_coco(root, config, cache_dir)
     dataset = load_coco(folder, train="train", val="val", categories=None, name="synthetic-coco")
     dataset.config.update(generator=config.to_dict())
     return dataset

@@ -198,9 +198,12 @@ def config_hash(config: SyntheticConfig) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def default_root(config: SyntheticConfig) -> Path:
-    """``$EVALSUITE_CACHE/datasets/synthetic-<hash>`` (default cache ``~/.cache/evalsuite``)."""
-    base = Path(os.environ.get("EVALSUITE_CACHE") or "~/.cache/evalsuite").expanduser()
+def default_root(config: SyntheticConfig, cache_dir: str | Path | None = None) -> Path:
+    """``<cache_dir>/datasets/synthetic-<hash>``; without ``cache_dir`` the default cache
+    (:func:`evalsuite.config.cache_dir`: ``$EVALSUITE_CACHE`` or ``~/.cache/evalsuite``)."""
+    from evalsuite.config import cache_dir as default_cache
+
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache()
     return base / "datasets" / f"synthetic-{config_hash(config)}"
 
 
@@ -1316,13 +1319,13 @@ def generate_atomically(root: Path, wanted_hash: str, kind: str, write: Callable
     return root
 
 
-def generate_synthetic_market(root: str | Path | None, config: SyntheticConfig) -> Path:
-    """Write the dataset for ``config`` at ``root`` (default: the cache) unless it is there.
+def generate_synthetic_market(root: str | Path | None, config: SyntheticConfig, cache_dir: str | Path | None = None) -> Path:
+    """Write the dataset for ``config`` at ``root`` (default: under ``cache_dir``) unless it is there.
 
     Generation is atomic: files go to a temporary sibling folder that is renamed into place,
     so a crash or a concurrent run never leaves a half-written dataset. Returns the folder.
     """
-    root = Path(root).expanduser().absolute() if root is not None else default_root(config)
+    root = Path(root).expanduser().absolute() if root is not None else default_root(config, cache_dir)
     if not existing_dataset(root, config_hash(config), "synthetic"):
         log.info("generating synthetic Market-1501-layout dataset (seed %d) into %s", config.seed, root)
     return generate_atomically(root, config_hash(config), "synthetic", lambda folder: _write_dataset(folder, config))

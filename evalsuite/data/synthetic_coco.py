@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -143,9 +142,12 @@ def config_hash(config: SyntheticCocoConfig) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def default_root(config: SyntheticCocoConfig) -> Path:
-    """``$EVALSUITE_CACHE/datasets/synthetic-coco-<hash>`` (default cache ``~/.cache/evalsuite``)."""
-    base = Path(os.environ.get("EVALSUITE_CACHE") or "~/.cache/evalsuite").expanduser()
+def default_root(config: SyntheticCocoConfig, cache_dir: str | Path | None = None) -> Path:
+    """``<cache_dir>/datasets/synthetic-coco-<hash>``; without ``cache_dir`` the default cache
+    (:func:`evalsuite.config.cache_dir`: ``$EVALSUITE_CACHE`` or ``~/.cache/evalsuite``)."""
+    from evalsuite.config import cache_dir as default_cache
+
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache()
     return base / "datasets" / f"synthetic-coco-{config_hash(config)}"
 
 
@@ -299,12 +301,12 @@ def _write_dataset(root: Path, config: SyntheticCocoConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
-def generate_synthetic_coco(root: str | Path | None, config: SyntheticCocoConfig) -> Path:
-    """Write the dataset for ``config`` at ``root`` (default: the cache) unless it is there.
+def generate_synthetic_coco(root: str | Path | None, config: SyntheticCocoConfig, cache_dir: str | Path | None = None) -> Path:
+    """Write the dataset for ``config`` at ``root`` (default: under ``cache_dir``) unless it is there.
 
     Atomic like the Market generator: written into a temporary sibling, then renamed.
     """
-    root = Path(root).expanduser().absolute() if root is not None else default_root(config)
+    root = Path(root).expanduser().absolute() if root is not None else default_root(config, cache_dir)
     if not existing_dataset(root, config_hash(config), "synthetic-coco", MARKER_NAME):
         log.info("generating synthetic COCO-format scenes (seed %d) into %s", config.seed, root)
     return generate_atomically(root, config_hash(config), "synthetic-coco", lambda folder: _write_dataset(folder, config), MARKER_NAME)

@@ -134,9 +134,9 @@ class FaceSyntheticConfig:
         return {"face_generator_version": FACE_GENERATOR_VERSION, **values}
 
 
-def default_faces_root(config: FaceSyntheticConfig) -> Path:
-    """``$EVALSUITE_CACHE/datasets/synthetic-faces-<hash>`` (default cache ``~/.cache/evalsuite``)."""
-    return default_root(config).with_name(f"synthetic-faces-{config_hash(config)}")  # type: ignore[arg-type]
+def default_faces_root(config: FaceSyntheticConfig, cache_dir: str | Path | None = None) -> Path:
+    """``<cache_dir>/datasets/synthetic-faces-<hash>`` (default cache: :func:`evalsuite.config.cache_dir`)."""
+    return default_root(config, cache_dir).with_name(f"synthetic-faces-{config_hash(config)}")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- identities
@@ -876,13 +876,13 @@ def _write_faces(root: Path, config: FaceSyntheticConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
-def generate_synthetic_faces(root: str | Path | None, config: FaceSyntheticConfig) -> Path:
-    """Write the face set for ``config`` at ``root`` (default: the cache) unless it is there.
+def generate_synthetic_faces(root: str | Path | None, config: FaceSyntheticConfig, cache_dir: str | Path | None = None) -> Path:
+    """Write the face set for ``config`` at ``root`` (default: under ``cache_dir``) unless it is there.
 
     Atomic like the pedestrian generator: files go to a temporary sibling folder that is
     renamed into place, so a crash or a concurrent run never leaves half a dataset.
     """
-    root = Path(root).expanduser().absolute() if root is not None else default_faces_root(config)
+    root = Path(root).expanduser().absolute() if root is not None else default_faces_root(config, cache_dir)
     wanted = config_hash(config)  # type: ignore[arg-type]
     if not existing_dataset(root, wanted, "synthetic-faces"):
         log.info("generating synthetic CelebA-layout faces (seed %d, %d identities) into %s", config.seed, config.num_identities, root)
@@ -892,16 +892,18 @@ def generate_synthetic_faces(root: str | Path | None, config: FaceSyntheticConfi
 # --------------------------------------------------------------------------- registration
 
 @DATASETS.register("synthetic-faces", description="seeded synthetic aligned faces in the CelebA layout (identities, 40 attributes, 5/7/68 landmarks; generated on first use)")
-def synthetic_faces(root: str | Path | None = None, sidecar: str | Path | None = None, **settings: Any) -> FaceDataset:
+def synthetic_faces(root: str | Path | None = None, sidecar: str | Path | None = None, *, cache_dir: str | Path | None = None,
+                    **settings: Any) -> FaceDataset:
     """Seeded synthetic faces in the CelebA layout, generated on first use, read by the CelebA reader.
 
-    ``settings`` are :class:`FaceSyntheticConfig` fields (``seed``, ``num_identities``, ...).
+    ``settings`` are :class:`FaceSyntheticConfig` fields (``seed``, ``num_identities``, ...);
+    ``cache_dir``: the cache the set is generated in when ``root`` is not given (passed by the protocol).
     """
     valid = {f.name for f in fields(FaceSyntheticConfig)}
     for key in settings:
         if key not in valid:
             raise UserError(f"unknown synthetic-faces setting {key!r}: {did_you_mean(key, valid | {'root', 'sidecar'})}")
-    folder = generate_synthetic_faces(root, FaceSyntheticConfig(**settings))
+    folder = generate_synthetic_faces(root, FaceSyntheticConfig(**settings), cache_dir)
     return load_celeba(folder, sidecar=sidecar, name="synthetic-faces")
 
 

@@ -61,13 +61,16 @@ def render(groups: Sequence[Group], options: ReportOptions) -> str:
     fmt = resolve_format(options)
     metrics = options.metrics if options.metrics is not None else ("all" if fmt == "csv" else None)
     tables = build_tables(groups, metrics, options.attacks, options.order, options.delta, options.group_by)
-    plots, grids = [], []
+    plots: list = []
+    grids: list = []
+    grid_notes: list[str] = []
     if fmt == "html" or options.plots_dir is not None:
         from evalsuite.reporting.grids import image_grids
         from evalsuite.reporting.plots import report_plots
 
         plots = report_plots(tables, groups, options.frontier_x, options.frontier_y)
-        grids = image_grids([(t.group, t.rows) for t in tables], options.grid_samples) if options.grid_samples > 0 else []
+        if options.grid_samples > 0:  # from the run folders' saved samples; nothing is recomputed
+            grids, grid_notes = image_grids([(t.group, t.rows) for t in tables], options.grid_samples)
     if options.plots_dir is not None:
         options.plots_dir.mkdir(parents=True, exist_ok=True)
         for plot in [*plots, *grids]:
@@ -82,7 +85,7 @@ def render(groups: Sequence[Group], options: ReportOptions) -> str:
         return csv_text(tables)
     from evalsuite.reporting.html_page import html_page
 
-    return html_page(tables, plots, grids, groups, title=options.title)
+    return html_page(tables, plots, grids, groups, title=options.title, grid_notes=grid_notes)
 
 
 def generate_report(paths: Sequence[Path | str], options: ReportOptions) -> str:

@@ -62,8 +62,9 @@ def versions_summary(groups: Sequence[Group]) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sorted(seen.items())}
 
 
-def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Plot], groups: Sequence[Group], title: str = "evalsuite report") -> str:
-    """The whole page as one string."""
+def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Plot], groups: Sequence[Group], title: str = "evalsuite report",
+              grid_notes: Sequence[str] = ()) -> str:
+    """The whole page as one string; ``grid_notes``: one line per group without an image grid."""
     e = html.escape
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sources = [str(s.path) for g in groups for s in g.sources]
@@ -80,9 +81,10 @@ def html_page(tables: Sequence[Table], plots: Sequence[Plot], grids: Sequence[Pl
     if main_plots:
         parts.append("<h2>Privacy–utility frontier and strength sweeps</h2>")
         parts.append('<div class="plots">' + "".join(_figure(p) for p in main_plots) + "</div>")
-    if grids:
+    if grids or grid_notes:
         parts.append("<h2>Image grids</h2>")
         parts += [_figure(g) for g in grids]
+        parts += [f'<p class="note">{e(note)}</p>' for note in grid_notes]
     if bars:
         parts.append("<h2>Per-metric bar charts</h2>")
         parts.append('<div class="plots">' + "".join(_figure(p) for p in bars) + "</div>")

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from evalsuite.errors import UserError, did_you_mean  # noqa: E402
-from evalsuite.metrics.spec import MetricSpec, metric_spec  # noqa: E402
+from evalsuite.metrics.spec import MetricSpec  # noqa: E402
 from evalsuite.reporting.results import CellStats, Group  # noqa: E402
 from evalsuite.reporting.table import NO_ATTACK, Table, scale_and_decimals  # noqa: E402
 
@@ -70,7 +70,7 @@ def bar_charts(table: Table) -> list[Plot]:
     metrics = list(dict.fromkeys(c.metric for c in table.columns))
     attacks = list(dict.fromkeys(c.attack for c in table.columns))
     for metric in metrics:
-        spec = metric_spec(metric)
+        spec = next(c.spec for c in table.columns if c.metric == metric)
         scale, _ = scale_and_decimals(spec)
         fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(table.rows) + 1.5), 3.2))
         width = 0.8 / len(attacks)
@@ -115,7 +115,7 @@ class ColumnRef:
 
     @property
     def spec(self) -> MetricSpec | None:
-        return metric_spec(self.metric)
+        return self.group.metric_spec(self.metric)
 
     def values(self) -> dict[str, tuple[float, float]]:
         """anonymizer -> (mean, sem) over complete cells."""
@@ -155,7 +155,7 @@ def default_refs(groups: Sequence[Group], tables: Sequence[Table]) -> tuple[Colu
         for group in groups:
             names = sorted(group.metrics, key=lambda m: preferred.index(m) if m in preferred else len(preferred))
             for metric in names:
-                spec = metric_spec(metric)
+                spec = group.metric_spec(metric)
                 if spec is None or spec.category not in categories:
                     continue
                 order = [a for a in attack_order if a in group.attacks] + [a for a in group.attacks if a not in attack_order]
@@ -289,7 +289,7 @@ def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
     drawn = False
     for ax, metric in zip(axes[0], metrics):
-        spec = metric_spec(metric)
+        spec = group.metric_spec(metric)
         scale, _ = scale_and_decimals(spec)
         for index, attack in enumerate(group.attacks):
             xs, ys, errs = [], [], []

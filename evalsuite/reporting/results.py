@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalsuite.errors import UserError
-from evalsuite.store import read_rows, results_file
+from evalsuite.metrics.spec import MetricSpec, metric_spec
+from evalsuite.store import read_rows, read_run_json, results_file
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,21 @@ class GroupKey:
 
 @dataclass
 class RunSource:
-    """One RESULTS argument: its results file, its rows and its config.yaml text (if any)."""
+    """One RESULTS argument: its results file, its rows, its config.yaml text and run.json (if any)."""
 
     path: Path
     rows: list[dict[str, Any]]
     config_text: str | None = None
+    description: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def run_entry(self, config_hash: str) -> dict[str, Any] | None:
+        """This source's run.json entry of ``config_hash`` (None without one)."""
+        entry = ((self.description or {}).get("runs") or {}).get(config_hash)
+        return entry if isinstance(entry, dict) else None
 
 
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float | None]:
@@ -112,6 +123,34 @@ class Group:
     def cell(self, anonymizer: str, attack: str, metric: str) -> CellStats | None:
         return self.cells.get((anonymizer, attack, metric))
 
+    def run_entries(self) -> list[tuple[RunSource, dict[str, Any]]]:
+        """(source, run.json entry) of every source that describes this group's config."""
+        found = [(s, s.run_entry(self.key.config_hash)) for s in self.sources]
+        return [(s, e) for s, e in found if e is not None]
+
+    def metric_spec(self, name: str) -> MetricSpec | None:
+        """The metric's spec as the run recorded it in run.json, else the registered one
+        (so a run of a plugin metric that is not installed here keeps its label and direction)."""
+        for _, entry in self.run_entries():
+            recorded = (entry.get("metrics") or {}).get(name)
+            if isinstance(recorded, dict):
+                spec = spec_from_dict(recorded)
+                if spec is not None:
+                    return spec
+        return metric_spec(name)
+
+
+def spec_from_dict(data: dict[str, Any]) -> MetricSpec | None:
+    """A MetricSpec from its run.json record; None (logged) when the record does not fit."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(MetricSpec)}
+    try:
+        return MetricSpec(**{k: v for k, v in data.items() if k in known})
+    except (TypeError, ValueError) as exc:
+        log.debug("ignoring the metric spec %s in run.json: %s", data, exc)
+        return None
+
 
 def is_identity_anonymizer(name: str, label: str | None = None) -> bool:
     """True for the anonymizer that returns the original images (registry ``is_identity``)."""
@@ -140,7 +179,8 @@ def load_source(path: Path) -> RunSource:
         if not isinstance(row["metrics"], dict):
             raise UserError(f"{file}:{lineno}: 'metrics' must be a mapping of metric name to value")
     config = file.parent / CONFIG_NAME
-    return RunSource(path=file, rows=rows, config_text=config.read_text(encoding="utf-8") if config.exists() else None)
+    return RunSource(path=file, rows=rows, config_text=config.read_text(encoding="utf-8") if config.exists() else None,
+                     description=read_run_json(file.parent))
 
 
 def group_key(row: dict[str, Any]) -> GroupKey:

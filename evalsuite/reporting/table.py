@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from evalsuite.errors import UserError, did_you_mean
-from evalsuite.metrics.spec import MetricSpec, metric_spec
+from evalsuite.metrics.spec import MetricSpec
 from evalsuite.reporting.results import Group
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def build_table(
         pairs = [(a, m) for a in attack_names for m in metric_names]
     else:
         pairs = [(a, m) for m in metric_names for a in attack_names]
-    columns = [Column(attack=a, metric=m, spec=metric_spec(m)) for a, m in pairs]
+    columns = [Column(attack=a, metric=m, spec=group.metric_spec(m)) for a, m in pairs]
     rows, identity = order_rows(group, order)
     cells: dict[tuple[str, int], TableCell] = {}
     for index, column in enumerate(columns):
