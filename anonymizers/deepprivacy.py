@@ -98,20 +98,14 @@ class DPConfig:
     ARCHITECTURE = ("pose", "height", "width", "channels", "depth", "z_dim")
 
     def __post_init__(self) -> None:
-        checks: dict[str, tuple[type, float, float | None]] = {
-            "height": (int, 8, None), "width": (int, 8, None), "channels": (int, 1, None), "depth": (int, 1, 8), "z_dim": (int, 1, None),
-            "expand": (float, 1.0, 4.0), "dilation": (int, 0, None), "steps": (int, 0, None), "batch_size": (int, 1, None),
-            "lr": (float, 0.0, None), "r1_gamma": (float, 0.0, None), "epsilon": (float, 0.0, None), "l1_weight": (float, 0.0, None),
-        }
+        from evalsuite.schema import DEEPPRIVACY_SCHEMA, _show
+
         if self.pose not in POSES:
             raise UserError(f"deepprivacy anonymizer: pose={self.pose!r}: use one of {', '.join(POSES)}")
-        for name, (kind, low, high) in checks.items():
+        for name, check in DEEPPRIVACY_SCHEMA.items():
             value = getattr(self, name)
-            ok = not isinstance(value, bool) and (isinstance(value, int) if kind is int else isinstance(value, (int, float)) and math.isfinite(value))
-            ok = ok and value >= low and (high is None or value <= high) and not (name == "lr" and value <= 0)
-            if not ok:
-                span = f">= {low}" if high is None else f"in [{low}, {high}]"
-                raise UserError(f"deepprivacy anonymizer: parameter {name}={value!r}: expected {'an integer' if kind is int else 'a number'} {span}")
+            if not check.valid(value):
+                raise UserError(f"anonymizer parameter {name}={_show(value)}: expected {check.describe()}; e.g. {name}={_show(check.example(getattr(DPConfig, name)))}")
         step = 2 ** self.depth
         if self.height % step or self.width % step:
             raise UserError(f"deepprivacy anonymizer: height={self.height} and width={self.width} must be multiples of 2**depth={step}")
@@ -576,11 +570,20 @@ class DeepPrivacyAnonymizer(Anonymizer):
         """Train on the region instances of ``images`` (or load ``checkpoint`` when given)."""
         if self._checkpoint_state is not None:
             return self.load_state(self._checkpoint_state)
-        data = crop_set(images, masks, annotations, self.config)
-        log.info("%s: training %d steps on %d region crops of %dx%d", self.registered_name(), self.config.steps, len(data), self.config.height, self.config.width)
-        trainer = GanTrainer(self.config, data, seed, device)
+        trainer = self.make_trainer(images, masks, annotations, seed=seed, device=device)
         trainer.train(self.config.steps, description=f"train {self.registered_name()}")
-        self.generator_ = trainer.generator.eval().requires_grad_(False)
+        return self.use_generator(trainer.generator)
+
+    def make_trainer(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, *, seed: int,
+                     device: str | torch.device = "cpu") -> GanTrainer:
+        """A fresh :class:`GanTrainer` on the region crops of ``images`` (``evalsuite train`` drives it step by step)."""
+        data = crop_set(images, masks, annotations, self.config)
+        log.info("%s: %d region crops of %dx%d to train on", self.registered_name(), len(data), self.config.height, self.config.width)
+        return GanTrainer(self.config, data, seed, device)
+
+    def use_generator(self, generator: UNetGenerator) -> "DeepPrivacyAnonymizer":
+        """Anonymize with ``generator`` (evaluation mode, no gradients) from now on."""
+        self.generator_ = generator.eval().requires_grad_(False)
         return self
 
     def state_dict(self) -> dict[str, Any]:
