@@ -131,6 +131,16 @@ def test_crop_set_reads_keypoints_and_tolerates_missing_annotations():
         crop_set(images, torch.zeros_like(masks), annotations, config)
 
 
+def test_dp_face_reads_five_landmarks_and_ignores_other_counts():
+    images, masks, _ = scene(n=2)
+    config = DPConfig(**{**TINY, "pose": "face", "width": 16})
+    five = [[10.0, 12.0], [12.0, 12.0], [14.0, 12.0], [16.0, 12.0], [13.0, 18.0]]
+    data = crop_set(images, masks, [{"landmarks": five}, {"landmarks": five[:3]}], config)
+    assert data.keypoints.shape == (2, 5, 3)
+    assert data.keypoints[0, :, 2].sum() == 5 and data.keypoints[1, :, 2].sum() == 0
+    assert DeepPrivacyFace(**{**TINY, "width": 16}).config.keypoints == 5
+
+
 # ---------------------------------------------------------------------------- determinism and training
 
 def test_same_state_and_seed_same_output_other_seed_other_output():
