@@ -3,3 +3,4 @@ from anonymizers import blur, identity, mask, pixelate  # noqa: F401  (registrat
 from anonymizers import ksame  # noqa: F401  (k-Same-Pixel / k-Same-Select)
 from anonymizers import head  # noqa: F401  (blurhead / blackhead / pixelatehead presets)
 from anonymizers import external, precomputed  # noqa: F401  (adapters: a program over a folder, a folder of results)
+from anonymizers import deepprivacy  # noqa: F401  (dp-body / dp-face: DeepPrivacy-style inpainting GANs)

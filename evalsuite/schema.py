@@ -180,6 +180,20 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
 }
 
 
+#: numeric parameters of the DeepPrivacy-style anonymizers (dp-body, dp-face; checked by anonymizers.deepprivacy)
+DEEPPRIVACY_SCHEMA: dict[str, Check] = {
+    "height": Int(ge=8), "width": Int(ge=8), "channels": Int(ge=1), "depth": Int(ge=1, le=8), "z_dim": Int(ge=1),
+    "expand": Float(ge=1, le=4), "dilation": Int(ge=0), "steps": Int(ge=0), "batch_size": Int(ge=1), "lr": Float(gt=0),
+    "r1_gamma": Float(ge=0), "epsilon": Float(ge=0), "l1_weight": Float(ge=0),
+}
+
+#: numeric keys of ``evalsuite train`` (anonymizer.* keys are the anonymizer's, dataset.* the dataset's)
+TRAIN_SCHEMA: dict[str, Check] = {
+    "seed": Int(ge=0, le=SEED_MAX), "region.dilation": Int(ge=0, optional=True), "holdout_ids": Int(ge=1), "sample_every": Int(ge=1),
+    "checkpoint_every": Int(ge=1), "fid_every": Int(ge=1), "grid_images": Int(ge=1),
+}
+
+
 def schema_for(protocol_name: str, protocol_cls: type | None = None) -> dict[str, Check]:
     """The declared checks of one protocol's config (suite keys included)."""
     schema = {**SUITE_SCHEMA, **PROTOCOL_SCHEMAS.get(protocol_name, {})}
