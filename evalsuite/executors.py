@@ -110,12 +110,27 @@ class RayWorker:
         self._context = ExitStack()  # kept for the actor's life
         self._context.enter_context(limit_threads(threads))
         self.numerics = self._context.enter_context(numerics_context(bool(cfg.get("deterministic", False)), threads))
-        self.grid = load_grid(cfg)
+        self._grid: Grid | None = None
+        self._error: UserError | None = None
+        try:
+            self._grid = load_grid(cfg)
+        except UserError as exc:  # raised again by the first task, so that the driver reports its one line
+            import socket
+
+            self._error = UserError(f"{str(exc).splitlines()[0]} (in a Ray worker on {socket.gethostname()}: every worker must see the paths the run's config names)")
+
+    @property
+    def grid(self) -> "Grid":
+        if self._error is not None:
+            raise self._error
+        assert self._grid is not None
+        return self._grid
 
     def build(self, node: ArtifactNode) -> float:
         """Build (or read) one artifact; its seconds."""
+        grid = self.grid
         started = time.perf_counter()
-        self.grid.protocol.build_artifact(node, self.grid.anonymizers_by_label)
+        grid.protocol.build_artifact(node, grid.anonymizers_by_label)
         return time.perf_counter() - started
 
     def evaluate(self, label: str, attack: str, seed: int) -> tuple[CellResult, dict[str, Any], float]:

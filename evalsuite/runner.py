@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -20,7 +21,7 @@ from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
 from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, validate_config
 from evalsuite.errors import UserError, did_you_mean
-from evalsuite.executors import make_executor
+from evalsuite.executors import Outcome, make_executor
 from evalsuite.plan import Cell
 from evalsuite.protocol import Protocol
 from evalsuite.registry import PROTOCOLS
@@ -185,33 +186,14 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     plan = protocol.plan(todo)
     log.info("plan: %s; executor %s", plan.summary(), executor.name)
     computed = 0
-    for done in tqdm(executor.run(plan, grid, lambda c: store.has(c.key)), total=len(todo), desc=f"{cfg.protocol} grid", unit="cell"):
-        if done.result is None:  # stored by another run on this out= meanwhile
-            skipped += 1
-            continue
-        spec, attack, seed, result = done.cell.spec, done.cell.attack, done.cell.seed, done.result
-        row = {
-            **base,
-            "anonymizer": spec.label,
-            "anonymizer_name": spec.name,
-            "anonymizer_params": spec.params,
-            "attack": attack.name,
-            "seed": seed,
-            "metrics": result.metrics,
-            "cell_key": done.cell.key,
-            "durations": {**result.durations, "artifacts_s": done.artifacts_s, "total_s": done.artifacts_s + done.seconds},
-            "device": str(cfg.device),
-            "executor": executor.name,
-            "numerics": done.numerics,
-            "versions": versions,
-            "git_commit": commit,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **result.extra,
-        }
-        store.append(row)
-        computed += 1
-        log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
+    with closing(executor.run(plan, grid, lambda c: store.has(c.key))) as outcomes:  # closing stops Ray's workers on any error
+        for done in tqdm(outcomes, total=len(todo), desc=f"{cfg.protocol} grid", unit="cell"):
+            if done.result is None:  # stored by another run on this out= meanwhile
+                skipped += 1
+                continue
+            computed += _store_row(store, base, cfg, executor.name, done, versions, commit)
 
+    # every cell has run (in this process or in workers): run-level outputs from here on
     rows = [r for r in store.rows if r.get("config_hash") == config_hash]
     table = markdown_table(
         rows,
@@ -222,3 +204,30 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
     )
     store.write_text("table.md", table)
     return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)
+
+
+def _store_row(store: ResultsStore, base: dict[str, Any], cfg: DictConfig, executor: str, done: Outcome, versions: dict[str, str | None], commit: str | None) -> int:
+    """Append one finished cell's row (only the run's process writes rows); 1."""
+    spec, attack, seed, result = done.cell.spec, done.cell.attack, done.cell.seed, done.result
+    assert result is not None
+    row = {
+        **base,
+        "anonymizer": spec.label,
+        "anonymizer_name": spec.name,
+        "anonymizer_params": spec.params,
+        "attack": attack.name,
+        "seed": seed,
+        "metrics": result.metrics,
+        "cell_key": done.cell.key,
+        "durations": {**result.durations, "artifacts_s": done.artifacts_s, "total_s": done.artifacts_s + done.seconds},
+        "device": str(cfg.device),
+        "executor": executor,
+        "numerics": done.numerics,
+        "versions": versions,
+        "git_commit": commit,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result.extra,
+    }
+    store.append(row)
+    log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
+    return 1

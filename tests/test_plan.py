@@ -123,3 +123,14 @@ def test_executor_is_selected_like_a_config_group_and_stays_out_of_the_config_ha
     ray = compose([*TINY, "executor=ray", "executor.workers=2"])
     assert (ray.executor.name, ray.executor.workers) == ("ray", 2) and serial.executor.name == "serial"
     assert result_config(serial) == result_config(ray)
+
+
+def test_a_workers_user_error_reaches_the_driver_as_its_one_line():
+    exceptions = pytest.importorskip("ray.exceptions", reason="Ray is in the test extra")
+    from evalsuite.errors import UserError
+    from evalsuite.executors import _user_error_in
+
+    wrapped = exceptions.RayTaskError("evaluate", "Traceback (most recent call last): ...", UserError("image q/1.jpg is truncated; replace it\ndetails"))
+    error = _user_error_in(wrapped)
+    assert isinstance(error, UserError) and str(error) == "image q/1.jpg is truncated; replace it"
+    assert _user_error_in(exceptions.RayTaskError("evaluate", "tb", ValueError("a bug"))) is None  # bugs keep their traceback
