@@ -183,7 +183,12 @@ class RayExecutor:
         env = worker_environment(self.cfg)
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "configure_logging": False}
         if self.address:
-            ray.init(address=self.address, runtime_env={"env_vars": env}, **kwargs)
+            try:
+                ray.init(address=self.address, runtime_env={"env_vars": env}, **kwargs)
+            except (ConnectionError, TimeoutError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"executor.address={self.address}: cannot reach a Ray cluster there ({first}); "
+                                "check the address (`ray status` on its head node) or drop executor.address to start Ray on this machine") from None
         else:
             import evalsuite
 
