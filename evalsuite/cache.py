@@ -6,13 +6,19 @@ entry. Settings that change every entry's bytes without being part of any compon
 config (the thread count: it changes the order of float sums) are the cache's *context*,
 folded into every key here, so that no protocol has to remember them. Entries are written
 through a temporary file and ``os.replace``; temporary files of killed writers are removed
-when the next entry of that kind is saved.
+when the next entry of that kind is saved. Builders hold :meth:`Cache.lock` on an entry
+around get-or-build, so that several processes (runs, Ray workers) sharing the folder build
+each entry once: the others wait, then read it.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -50,6 +56,30 @@ class Cache:
             self._cleaned.add(kind)
             remove_stale_temps(self.root / kind)
         return self.root / kind / f"{self.file_key(key)}{suffix}"
+
+    @contextmanager
+    def lock(self, kind: str, key: str, suffix: str) -> Iterator[Path]:
+        """Hold an exclusive lock on one entry while the block runs; yields the entry's path.
+
+        An ``fcntl.flock`` on ``root/.locks/<kind>/<entry>.lock``: it blocks other processes
+        and threads (each takes its own open file) until the holder leaves the block or dies.
+        Lock files are kept (deleting one would let a waiter lock an unlinked file), apart
+        from the entries so that a kind's folder holds entries only."""
+        path = self.path(kind, key, suffix)
+        lock = self.root / ".locks" / kind / f"{path.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process building %s %s", kind, path.name)
+                started = time.perf_counter()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                log.info("%s %s: waited %.1f s for its builder", kind, path.name, time.perf_counter() - started)
+            yield path
+        finally:
+            os.close(fd)  # releases the lock
 
     def load_array(self, kind: str, key: str) -> np.ndarray | None:
         path = self.path(kind, key, ".npy")

@@ -32,13 +32,16 @@ SUITE_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "num_threads": 1,  # torch, BLAS/OpenMP and OpenCV threads per process (evalsuite.threads)
     "deterministic": False,  # pin the CPU code path, oneDNN, MKL, threads (evalsuite.reproducibility)
+    # how the plan runs (evalsuite.executors): `executor=ray` selects one like a config group;
+    # workers 0 = one per num_threads cores; address: an existing Ray cluster (default: start one here)
+    "executor": {"name": "serial", "workers": 0, "address": None},
 }
 
 #: keys that never change what is measured and so stay out of config hashes; the execution
 #: settings among them that can change the last bits (num_threads, deterministic) are in
 #: each row's ``numerics`` record, its cell_key and every cache key instead, so that a
 #: baseline made on one thread count gates a run on another
-NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds")
+NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds", "executor")
 
 
 #: dataset factory parameters the protocol passes at build time; not config keys
@@ -107,6 +110,8 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     for key, value in parsed:
         if key == "dataset" and isinstance(value, str):
             continue  # the group was selected above
+        if key == "executor" and isinstance(value, str):
+            key = "executor.name"  # `executor=ray` selects the executor, as `dataset=synthetic` a dataset
         _set(cfg, key, value)
     validate_config(cfg)
     return cfg

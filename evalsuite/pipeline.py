@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -174,22 +175,37 @@ class Artifacts:
 
     def get_or_build(self, kind: str, key: str, suffix: str, load: Callable[[Path], T], build: Callable[[], T],
                      save: Callable[[T, Path], None], what: str = "") -> tuple[T, bool]:
-        """(value, True when read from the cache). Without a cache everything is built."""
+        """(value, True when read from the cache). Without a cache everything is built.
+
+        The build runs under the entry's lock (:meth:`Cache.lock`): of several processes that
+        need one entry, one builds it and the others wait and read it."""
         if self.cache is None:
             return build(), False
         path = self.cache.path(kind, key, suffix)
-        if path.exists():
-            try:
-                return load(path), True
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a truncated / foreign file, whatever the reader raises
-                log.warning("cached %s %s is unreadable (%s: %s); rebuilding it", what or kind, path, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
-                path.unlink(missing_ok=True)
-        value = build()
-        with atomic_path(path) as tmp:
-            save(value, tmp)
+        found, value = self._load(path, load, what or kind)
+        if found:
+            return value, True
+        with self.cache.lock(kind, key, suffix):
+            found, value = self._load(path, load, what or kind)  # built by another process while we waited
+            if found:
+                return value, True
+            value = build()
+            with atomic_path(path) as tmp:
+                save(value, tmp)
         return value, False
+
+    @staticmethod
+    def _load(path: Path, load: Callable[[Path], T], what: str) -> tuple[bool, T | None]:
+        if not path.exists():
+            return False, None
+        try:
+            return True, load(path)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a truncated / foreign file, whatever the reader raises
+            log.warning("cached %s %s is unreadable (%s: %s); rebuilding it", what, path, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            path.unlink(missing_ok=True)
+            return False, None
 
 
 # --------------------------------------------------------------------------- anonymized sets
@@ -298,20 +314,30 @@ class AnonymizedSets:
         key = self.set_key(image_set, spec, seed, train=train, groups=groups)
         if key in self._sets:
             return self._sets[key]
-        own = self.finds_own_regions(spec)
-        cached = self.cache.load_array("anonymized", key) if self.cache is not None else None
-        detected = self.cache.load_array("detected", key) if (self.cache is not None and own and cached is not None) else None
-        if cached is not None and cached.shape == tuple(image_set.images.shape):
-            result = AnonymizedSet(torch.from_numpy(cached), None if detected is None else torch.from_numpy(detected), key)
-        else:
-            out = self._run(image_set, spec, seed, train, groups)
-            result = AnonymizedSet(out.images, out.detections, key)
-            if self.cache is not None:
-                self.cache.save_array("anonymized", key, out.images.numpy())
-                if out.detections is not None:
-                    self.cache.save_array("detected", key, out.detections.numpy())
+        result = self._cached(image_set, spec, key)
+        if result is None:
+            # under the set's lock: of several processes needing it, one anonymizes, the others read
+            with self.cache.lock("anonymized", key, ".npy") if self.cache is not None else nullcontext():
+                result = self._cached(image_set, spec, key)
+                if result is None:
+                    out = self._run(image_set, spec, seed, train, groups)
+                    result = AnonymizedSet(out.images, out.detections, key)
+                    if self.cache is not None:
+                        if out.detections is not None:  # first: a reader that finds the images finds these too
+                            self.cache.save_array("detected", key, out.detections.numpy())
+                        self.cache.save_array("anonymized", key, out.images.numpy())
         self._sets[key] = result
         return result
+
+    def _cached(self, image_set: ImageSet, spec: AnonymizerSpec, key: str) -> AnonymizedSet | None:
+        """The set as cached on disk under ``key``, or None."""
+        if self.cache is None:
+            return None
+        cached = self.cache.load_array("anonymized", key)
+        if cached is None or cached.shape != tuple(image_set.images.shape):
+            return None
+        detected = self.cache.load_array("detected", key) if self.finds_own_regions(spec) else None
+        return AnonymizedSet(torch.from_numpy(cached), None if detected is None else torch.from_numpy(detected), key)
 
     def _run(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, train: ImageSet | None, groups: Sequence[np.ndarray] | None) -> Anonymized:
         generator = torch.Generator(device=self.device).manual_seed(seed)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from omegaconf import DictConfig
 
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
+from evalsuite.plan import ArtifactNode, Cell, Plan
 
 
 @dataclass
@@ -131,3 +132,22 @@ class Protocol:
 
     def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- the plan (evalsuite.plan)
+    def plan(self, cells: Sequence[Cell]) -> Plan:
+        """The artifacts ``cells`` need, deduplicated by key, and the cells (after :meth:`prepare`)."""
+        plan = Plan()
+        for cell in cells:
+            plan.add_cell(cell, [plan.add_artifact(node) for node in self.cell_artifacts(cell.spec, cell.attack, cell.seed)])
+        return plan
+
+    def cell_artifacts(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> list[ArtifactNode]:
+        """The artifacts one cell reads, dependencies first. Default: none declared; the cell
+        builds (through the cache) whatever it needs when it is evaluated."""
+        return []
+
+    def build_artifact(self, node: ArtifactNode, anonymizers: Mapping[str, AnonymizerSpec]) -> None:
+        """Build ``node`` (one of this protocol's :meth:`cell_artifacts`) into the cache, or
+        read it from there, and keep it for the cells this process evaluates. ``anonymizers``:
+        the run's anonymizers by label (a node's ``task`` names them by label)."""
+        raise NotImplementedError(f"{type(self).__name__} declares {node.kind} artifacts but does not build them")

@@ -5,6 +5,7 @@ import logging
 import platform
 import subprocess
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,6 +20,9 @@ from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
 from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, validate_config
 from evalsuite.errors import UserError, did_you_mean
+from evalsuite.executors import Outcome, make_executor
+from evalsuite.plan import Cell
+from evalsuite.protocol import Protocol
 from evalsuite.registry import PROTOCOLS
 from evalsuite.reproducibility import numerics_context
 from evalsuite.run_description import write_run_description
@@ -101,10 +105,33 @@ def run(cfg: DictConfig) -> RunOutcome:
         return _run(cfg, record)
 
 
-def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
+@dataclass
+class Grid:
+    """A prepared run: the protocol with its data loaded, and the grid's components.
+
+    Built by :func:`load_grid` in the driver and, from the same config, once in every worker."""
+
+    cfg: DictConfig
+    cache: Cache
+    protocol: Protocol
+    anonymizers: list[AnonymizerSpec]
+    attacks: list[Any]
+    seeds: list[int]
+    table_metrics: list[str]
+
+    @property
+    def anonymizers_by_label(self) -> dict[str, AnonymizerSpec]:
+        return {a.label: a for a in self.anonymizers}
+
+    def find(self, label: str, attack: str) -> tuple[AnonymizerSpec, Any]:
+        """The anonymizer and threat model of a cell, by label and attack name."""
+        return self.anonymizers_by_label[label], next(a for a in self.attacks if a.name == attack)
+
+
+def load_grid(cfg: DictConfig) -> Grid:
+    """Resolve the components and prepare the protocol: every input error surfaces here,
+    before OUT is touched."""
     resolve_device(str(cfg.device))
-    check_writable_out(out_dir_for(cfg))  # before any data is loaded
-    check_writable_folder(cache_dir(cfg), "cache_dir")
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
@@ -125,6 +152,16 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
             raise UserError(f"attacks names {attack.name!r}, which {cfg.protocol} does not support; use attacks=[{','.join(protocol.supported_attacks)}]")
     protocol.prepare()  # every input error surfaces here, before OUT is touched
     protocol.validate_anonymizers(anonymizers)
+    return Grid(cfg, cache, protocol, anonymizers, attacks, seeds, table_metrics)
+
+
+def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
+    resolve_device(str(cfg.device))
+    check_writable_out(out_dir_for(cfg))  # before any data is loaded
+    check_writable_folder(cache_dir(cfg), "cache_dir")
+    executor = make_executor(cfg, numerics_record)
+    grid = load_grid(cfg)
+    protocol, cache = grid.protocol, grid.cache
 
     out = out_dir_for(cfg)
     store = ResultsStore(out)
@@ -137,45 +174,59 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         "config_hash": config_hash,
     }
     versions, commit = package_versions(), git_commit()
-    cells = [(a, t, s) for s in seeds for t in attacks for a in anonymizers]
-    computed = skipped = 0
-    for spec, attack, seed in tqdm(cells, desc=f"{cfg.protocol} grid", unit="cell"):
+    cells = []
+    for spec, attack, seed in ((a, t, s) for s in grid.seeds for t in grid.attacks for a in grid.anonymizers):
         cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed,
                                 "numerics": cache.context})
-        if store.has(cell_key):  # stored by an earlier run, or by another run on this out= meanwhile
-            skipped += 1
-            continue
-        started = time.perf_counter()
-        result = protocol.evaluate(spec, attack, seed)
-        row = {
-            **base,
-            "anonymizer": spec.label,
-            "anonymizer_name": spec.name,
-            "anonymizer_params": spec.params,
-            "attack": attack.name,
-            "seed": seed,
-            "metrics": result.metrics,
-            "cell_key": cell_key,
-            "durations": {**result.durations, "total_s": time.perf_counter() - started},
-            "device": str(cfg.device),
-            "numerics": numerics_record,
-            "versions": versions,
-            "git_commit": commit,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **result.extra,
-        }
-        store.append(row)
-        computed += 1
-        log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
+        cells.append(Cell(spec, attack, seed, cell_key))
+    todo = [c for c in cells if not store.has(c.key)]  # stored by an earlier run: neither planned nor built
+    skipped = len(cells) - len(todo)
+    plan = protocol.plan(todo)
+    log.info("plan: %s; executor %s", plan.summary(), executor.name)
+    computed = 0
+    with closing(executor.run(plan, grid, lambda c: store.has(c.key))) as outcomes:  # closing stops Ray's workers on any error
+        for done in tqdm(outcomes, total=len(todo), desc=f"{cfg.protocol} grid", unit="cell"):
+            if done.result is None:  # stored by another run on this out= meanwhile
+                skipped += 1
+                continue
+            computed += _store_row(store, base, cfg, executor.name, done, versions, commit)
 
-    write_run_description(out, protocol, cfg, anonymizers, attacks, seeds, config_hash, store)  # OUT/run.json, OUT/samples/
+    # every cell has run (in this process or in workers): run-level outputs from here on
+    write_run_description(out, protocol, cfg, grid.anonymizers, grid.attacks, grid.seeds, config_hash, store)  # OUT/run.json, OUT/samples/
     rows = [r for r in store.rows if r.get("config_hash") == config_hash]
     table = markdown_table(
         rows,
-        anonymizers=labels,
-        attacks=[a.name for a in attacks],
-        metrics=table_metrics,
+        anonymizers=[a.label for a in grid.anonymizers],
+        attacks=[a.name for a in grid.attacks],
+        metrics=grid.table_metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
     )
     store.write_text("table.md", table)
     return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)
+
+
+def _store_row(store: ResultsStore, base: dict[str, Any], cfg: DictConfig, executor: str, done: Outcome, versions: dict[str, str | None], commit: str | None) -> int:
+    """Append one finished cell's row (only the run's process writes rows); 1."""
+    spec, attack, seed, result = done.cell.spec, done.cell.attack, done.cell.seed, done.result
+    assert result is not None
+    row = {
+        **base,
+        "anonymizer": spec.label,
+        "anonymizer_name": spec.name,
+        "anonymizer_params": spec.params,
+        "attack": attack.name,
+        "seed": seed,
+        "metrics": result.metrics,
+        "cell_key": done.cell.key,
+        "durations": {**result.durations, "artifacts_s": done.artifacts_s, "total_s": done.artifacts_s + done.seconds},
+        "device": str(cfg.device),
+        "executor": executor,
+        "numerics": done.numerics,
+        "versions": versions,
+        "git_commit": commit,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **result.extra,
+    }
+    store.append(row)
+    log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
+    return 1

@@ -127,6 +127,7 @@ SUITE_SCHEMA: dict[str, Check] = {
     "seeds": NumberList(Int(ge=0, le=SEED_MAX), min_len=1),
     "batch_size": Int(ge=1),
     "num_threads": Int(ge=1),
+    "executor.workers": Int(ge=0),  # 0: one worker per num_threads cores
 }
 
 _REGION = {"region.dilation": Int(ge=0, optional=True)}

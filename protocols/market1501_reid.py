@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from evalsuite.errors import UserError
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
 from evalsuite.pipeline import AnonymizedSets, ImageSet
+from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
 
@@ -93,12 +94,21 @@ class Market1501Reid(Protocol):
             cfg["weights_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         return stable_hash({"protocol": "market1501-reid", "version": self.version, "dataset": self.dataset_fingerprint(), "train": train_source, "attacker": cfg, "seed": seed})
 
+    def _attacker_source(self, clean: bool, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
+        assert self.anonymized_sets is not None
+        return {"images": "clean"} if clean else {"images": "anonymized", "set": self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])}
+
+    @staticmethod
+    def _trains_on_clean(attack: ThreatModel, spec: AnonymizerSpec) -> bool:
+        return attack.train == "clean" or spec.is_identity
+
     def attacker(self, attack: ThreatModel, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
         """The attacker of this threat model; trained once per training data, config and seed."""
+        return self._attacker(self._trains_on_clean(attack, spec), spec, seed)
+
+    def _attacker(self, clean: bool, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
         assert self.dataset is not None and self.anonymized_sets is not None
-        clean = attack.train == "clean" or spec.is_identity
-        source = {"images": "clean"} if clean else {"images": "anonymized", "set": self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])}
-        key = self._attacker_key(source, seed)
+        key = self._attacker_key(self._attacker_source(clean, spec, seed), seed)
         if key in self._attackers:
             return self._attackers[key], key, 0.0
         attacker = ReidAttacker(self.attacker_config, num_classes=self.dataset.num_train_pids, device=self.device, seed=seed)
@@ -121,6 +131,28 @@ class Market1501Reid(Protocol):
                 "attackers", key, ".pt", attacker.load_cached, train, lambda a, path: torch.save(a.model.state_dict(), path), what="attacker")
         self._attackers[key] = attacker
         return attacker, key, time.perf_counter() - started
+
+    # ---------------------------------------------------------------- the plan
+    def cell_artifacts(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> list[ArtifactNode]:
+        """The cell's attacker: the clean one (shared by every naive cell of a seed) or the
+        one trained on this anonymizer's training set (adaptive); none when loaded from
+        ``attacker.weights`` unchanged."""
+        clean = self._trains_on_clean(attack, anonymizer)
+        if clean and self.attacker_config.weights:
+            return []
+        key = self._attacker_key(self._attacker_source(clean, anonymizer, seed), seed)
+        trained_on = "clean" if clean else anonymizer.label
+        return [ArtifactNode(key, "attacker", task={"anonymizer": None if clean else anonymizer.label, "seed": seed},
+                             description=f"attacker trained on {trained_on}, seed {seed}")]
+
+    def build_artifact(self, node: ArtifactNode, anonymizers: Mapping[str, AnonymizerSpec]) -> None:
+        if node.kind != "attacker":
+            return super().build_artifact(node, anonymizers)
+        label, seed = node.task["anonymizer"], int(node.task["seed"])
+        spec = next(iter(anonymizers.values())) if label is None else anonymizers[label]
+        _, key, _ = self._attacker(label is None, spec, seed)
+        if key != node.key:  # this process's data or config differ from the planner's
+            raise RuntimeError(f"{node.description}: planned as {node.key}, built as {key}; every worker must see the same dataset and config")
 
     def _features(self, attacker: ReidAttacker, attacker_key: str, images: torch.Tensor, set_key: str) -> torch.Tensor:
         cache_key = (attacker_key, set_key)
