@@ -165,8 +165,6 @@ class GaussianBlur(Anonymizer):
     """Gaussian blur; ``kernel_size=None`` derives the kernel from sigma (3 * sigma, odd)."""
 
     param_names = ("sigma", "kernel_size")
-    #: 2: on CPU, OpenCV's float separable filter instead of banded matrices (at most one level apart)
-    code_version = "2"
 
     def __init__(self, *, sigma: float = DEFAULT_SIGMA, kernel_size: int | None = None) -> None:
         _check_sigma(sigma)
