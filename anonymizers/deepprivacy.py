@@ -323,7 +323,7 @@ def condition(crop_masks: torch.Tensor, points: torch.Tensor, config: DPConfig) 
 
 
 def crop_set(images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, config: DPConfig) -> CropSet:
-    """Every region instance of a set as a training crop (region-filled crops are the real images)."""
+    """Every region instance of a set as a training crop: the original pixels (the "real" images the discriminator sees), the dilated mask and the keypoints."""
     size = (config.height, config.width)
     key = "keypoints" if config.pose == "body" else "landmarks"
     crops, crop_masks, points = [], [], []

@@ -281,3 +281,29 @@ def test_train_resumes_after_kill_9(tmp_path):
     subprocess.run(command + _train_args(tmp_path, tmp_path / "killed", 40), env=env, check=True, capture_output=True)
     a, b = load_state_file(tmp_path / "whole" / "weights.safetensors"), load_state_file(tmp_path / "killed" / "weights.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+
+
+def test_the_pipeline_trains_once_and_reuses_the_cached_generator(tmp_path, monkeypatch):
+    """fit_on=train: the first grid trains on the training split and caches the state; a new
+    process (a fresh AnonymizedSets) reads it back instead of training, and anonymizes identically."""
+    from anonymizers import deepprivacy
+    from evalsuite.cache import Cache
+    from evalsuite.components import resolve_anonymizer
+    from evalsuite.pipeline import AnonymizedSets, ImageSet
+
+    images, masks, annotations = scene(n=8)
+    train_set = ImageSet("train", images, masks, [f"train/{i}.jpg" for i in range(8)], annotations)
+    query = ImageSet("query", images[:3], masks[:3], [f"query/{i}.jpg" for i in range(3)], annotations[:3])
+    spec = resolve_anonymizer({"name": "dp-body", **TINY})
+    calls = []
+    original = deepprivacy.GanTrainer.train
+    monkeypatch.setattr(deepprivacy.GanTrainer, "train", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    first = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(query, spec, 0, train=train_set).images
+    assert len(calls) == 1 and list((tmp_path / "fitted").glob("*.safetensors"))
+    stored = list((tmp_path / "anonymized").glob("*"))
+    assert stored
+    for path in stored:
+        path.unlink()  # force anonymizing again from the cached generator
+    second = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(query, spec, 0, train=train_set).images
+    assert len(calls) == 1
+    assert torch.equal(first, second) and not torch.equal(first, query.images)
