@@ -86,10 +86,10 @@ def numerics_key(record: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def numerics_context(deterministic: bool, num_threads: int | None) -> Iterator[dict[str, Any]]:
-    """Apply the thread count and, with ``deterministic``, pin everything pinnable.
+    """With ``deterministic``, pin everything pinnable (one thread is required; the thread
+    count itself is set by :func:`evalsuite.threads.limit_threads`).
 
-    Yields the record of the settings in force; restores torch's global switches afterwards
-    (the thread count stays, as torch cannot reliably grow a thread pool back).
+    Yields the record of the settings in force; restores torch's global switches afterwards.
     """
     import torch
 
@@ -104,9 +104,6 @@ def numerics_context(deterministic: bool, num_threads: int | None) -> Iterator[d
                 "(torch fixes it at its first CPU kernel); run `evalsuite run ... deterministic=true` in a fresh process "
                 "or export ATEN_CPU_CAPABILITY=default before starting Python"
             )
-        num_threads = 1
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
     previous = (torch.backends.mkldnn.enabled, torch.are_deterministic_algorithms_enabled())
     if deterministic:
         torch.backends.mkldnn.enabled = False

@@ -197,7 +197,7 @@ def compare(groups: Sequence[Group], baseline: Baseline, tolerances: Tolerances 
                             "pass those results too, or a baseline of only the protocols you ran")
     comparisons = []
     for group, base in matched:
-        current = group_uncertainties(group) if effect is not None else {}
+        current = group_uncertainties(group, rerun_noise=False) if effect is not None else {}  # only the baseline sizes
         for cell in base.cells:
             if effect is not None:
                 comparisons.append(_compare_cell_statistically(group, base, cell, effect, current))

@@ -144,8 +144,12 @@ class Uncertainty:
         return math.sqrt(2 * self.se_seed**2 + items**2)
 
 
-def uncertainty(sample: CellSample, pooled_sd: float | None, samples: int = BOOTSTRAP_SAMPLES) -> Uncertainty:
-    """Seed and item uncertainty of one cell (see the module docstring)."""
+def uncertainty(sample: CellSample, pooled_sd: float | None, samples: int = BOOTSTRAP_SAMPLES, rerun_noise: bool = True) -> Uncertainty:
+    """Seed and item uncertainty of one cell (see the module docstring).
+
+    ``rerun_noise`` also bootstraps every pair of seeds for ``se_items_paired`` (what a baseline
+    stores for sizing); a run being checked does not need it, and it costs S(S-1)/2 bootstraps.
+    """
     own = sample.seed_sd()
     sd = max(v for v in (own, pooled_sd, 0.0) if v is not None) if sample.seeds >= 2 else None
     se_seed = sd / math.sqrt(sample.seeds) if sd is not None else 0.0
@@ -154,7 +158,7 @@ def uncertainty(sample: CellSample, pooled_sd: float | None, samples: int = BOOT
     if means is not None:
         se_items = bootstrap_se(means, samples)
         seeds = sorted(sample.item_scores)
-        if len(seeds) >= 2:  # differences between two attackers on the same items: rerun noise
+        if rerun_noise and len(seeds) >= 2:  # differences between two attackers on the same items: rerun noise
             pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
             variances = [bootstrap_se(sample.item_scores[a] - sample.item_scores[b], samples) ** 2 for a, b in pairs]
             paired = math.sqrt(float(np.mean(variances)) / len(seeds))
@@ -189,7 +193,7 @@ def compare_cells(baseline_mean: float, baseline_se_seed: float, baseline_items:
     return Change(delta, math.sqrt(seed_var + item_var), paired=False)
 
 
-def group_uncertainties(group: Group) -> dict[tuple[str, str, str], tuple[Uncertainty, CellSample]]:
+def group_uncertainties(group: Group, rerun_noise: bool = True) -> dict[tuple[str, str, str], tuple[Uncertainty, CellSample]]:
     """Every complete cell's uncertainty and sample, the seed spread pooled per metric."""
     samples: dict[tuple[str, str, str], CellSample] = {}
     for (anonymizer, attack, metric), stats in group.cells.items():
@@ -197,4 +201,4 @@ def group_uncertainties(group: Group) -> dict[tuple[str, str, str], tuple[Uncert
             rows = [r for r in group.rows if r["anonymizer"] == anonymizer and r["attack"] == attack]
             samples[(anonymizer, attack, metric)] = cell_sample_from_rows(rows, metric)
     pooled = {m: pooled_seed_sd([s for k, s in samples.items() if k[2] == m]) for m in group.metrics}
-    return {key: (uncertainty(sample, pooled[key[2]]), sample) for key, sample in samples.items() if sample.values}
+    return {key: (uncertainty(sample, pooled[key[2]], rerun_noise=rerun_noise), sample) for key, sample in samples.items() if sample.values}
