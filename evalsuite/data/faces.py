@@ -117,6 +117,8 @@ class FaceSample:
     def annotations(self) -> dict[str, Any]:
         """The keys region providers and anonymizers read (see :mod:`evalsuite.data.types`)."""
         out: dict[str, Any] = {"attributes": self.attributes, "view": "front"}
+        if self.identity is not None:
+            out["identity"] = self.identity  # fitted anonymizers train on it (uap's surrogate recognizer)
         box = self.face_box if self.face_box is not None else box_from_landmarks(self.landmarks)
         if box is not None:
             out["face_box"] = box
