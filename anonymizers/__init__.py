@@ -5,3 +5,4 @@ from anonymizers import head  # noqa: F401  (blurhead / blackhead / pixelatehead
 from anonymizers import external, precomputed  # noqa: F401  (adapters: a program over a folder, a folder of results)
 from anonymizers import deepprivacy  # noqa: F401  (dp-body / dp-face: DeepPrivacy-style inpainting GANs)
 from anonymizers import uap  # noqa: F401  (universal adversarial perturbation against a surrogate recognizer)
+from anonymizers import ppas  # noqa: F401  (AnonymousNet: attribute estimation, PPAS selection, StarGAN-style synthesis)
