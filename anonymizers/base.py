@@ -279,6 +279,16 @@ def component_version(cls: type) -> str:
     return _VERSIONS[cls]
 
 
+def file_version(cls: type, path: str | None, tag: str) -> str:
+    """:func:`component_version` plus the size and modification time of a weights file the
+    anonymizer loads (``path``; None: no file), so a replaced file changes every cache key."""
+    version = component_version(cls)
+    if path is None:
+        return version
+    stat = Path(path).expanduser().stat()
+    return f"{version}-{tag}{stat.st_size}-{stat.st_mtime_ns}"
+
+
 # --------------------------------------------------------------------------- fitted state on disk
 
 def save_state(state: dict[str, Any], path: Path) -> None:

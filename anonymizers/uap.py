@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from anonymizers.base import Anonymizer, component_version
+from anonymizers.base import Anonymizer, file_version
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -244,11 +244,7 @@ class UniversalPerturbation(Anonymizer):
 
     def code_hash(self) -> str:
         """The code version, plus the surrogate file's size and modification time when one is loaded."""
-        version = component_version(type(self))
-        if self.surrogate is None:
-            return version
-        stat = Path(self.surrogate).expanduser().stat()
-        return f"{version}-surrogate{stat.st_size}-{stat.st_mtime_ns}"
+        return file_version(type(self), self.surrogate, "surrogate")
 
     def surrogate_classifier(self, images: torch.Tensor, annotations: Sequence[dict] | None, seed: int, device: str | torch.device) -> TemplateClassifier:
         """The classifier the perturbation is computed against: loaded from ``surrogate`` or trained on ``images``."""
