@@ -290,3 +290,7 @@ def _defaults() -> dict[str, Any]:
     import inspect
 
     return {n: p.default for n, p in inspect.signature(UniversalPerturbation.__init__).parameters.items() if n != "self"}
+
+
+#: documented GPU settings (CelebA at 112 px or more): a stronger surrogate and the UAP paper's 10,000 images
+GPU_CONFIG: dict[str, Any] = {"surrogate_input_size": 112, "surrogate_width": 32, "surrogate_epochs": 30, "max_images": 10000, "max_passes": 10}
