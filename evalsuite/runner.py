@@ -200,6 +200,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         attacks=[a.name for a in grid.attacks],
         metrics=grid.table_metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
+        min_skill=float(cfg.guard.min_skill),
     )
     store.write_text("table.md", table)
     return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)

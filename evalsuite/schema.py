@@ -128,6 +128,7 @@ SUITE_SCHEMA: dict[str, Check] = {
     "batch_size": Int(ge=1),
     "num_threads": Int(ge=1),
     "executor.workers": Int(ge=0),  # 0: one worker per num_threads cores
+    "guard.min_skill": Float(ge=0, lt=1),  # the attacker-strength guard (evalsuite.reporting.strength)
 }
 
 _REGION = {"region.dilation": Int(ge=0, optional=True)}

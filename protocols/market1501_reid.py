@@ -19,6 +19,7 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.types import ReidDataset
 from evalsuite.errors import UserError
+from evalsuite.metrics.chance import reid_chance
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
 from evalsuite.pipeline import AnonymizedSets, ImageSet
@@ -178,15 +179,12 @@ class Market1501Reid(Protocol):
         timer = time.perf_counter()
         distmat = pairwise_distance(qf, gf, metric=self.attacker_config.distance)
         q, g = self.dataset.query, self.dataset.gallery
-        scores = evaluate_reid(
-            distmat,
-            np.array([s.pid for s in q]), np.array([s.pid for s in g]),
-            np.array([s.camid for s in q]), np.array([s.camid for s in g]),
-        )
+        labels = (np.array([s.pid for s in q]), np.array([s.pid for s in g]), np.array([s.camid for s in q]), np.array([s.camid for s in g]))
+        scores = evaluate_reid(distmat, *labels)
         evaluate_s = time.perf_counter() - timer
         return CellResult(
             metrics=scores.as_dict(),
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
-            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key,
+            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key, "chance": reid_chance(*labels),
                    "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},
         )

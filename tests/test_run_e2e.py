@@ -56,7 +56,7 @@ def test_run_writes_rows_table_and_config(first_run, cache):
         assert all(0.0 <= v <= 1.0 for v in row["metrics"].values())
         assert row["versions"]["torch"] and row["dataset"] == "synthetic"
     assert len({r["config_hash"] for r in stored}) == 1
-    table = (first_run / "table.md").read_text()
+    table = (first_run / "table.md").read_text().replace(" (weak attacker!)", "")  # a one-epoch attacker may be flagged
     assert "| Anonymizer | naive R1 ↓ | naive mAP ↓ | adaptive R1 ↓ | adaptive mAP ↓ |" in table
     assert "| none |" in table and "| mask |" in table
     assert (first_run / "config.yaml").exists()
