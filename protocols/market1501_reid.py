@@ -68,10 +68,11 @@ class Market1501Reid(Protocol):
             self.sets[split] = ImageSet.from_samples(split, self.dataset.split(split), to_plain(self.cfg.region))
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
-        if self.attacker_config.weights:
-            from attacks.reid_attacker import load_checkpoint_state
+        from attacks.reid_attacker import load_checkpoint_state
 
-            load_checkpoint_state(self.attacker_config.weights)  # fail early, before any output
+        for key in ("weights", "init_weights"):  # fail early, before any output
+            if getattr(self.attacker_config, key):
+                load_checkpoint_state(getattr(self.attacker_config, key), f"attacker.{key}")
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
@@ -88,11 +89,12 @@ class Market1501Reid(Protocol):
     # ---------------------------------------------------------------- attackers
     def _attacker_key(self, train_source: dict[str, Any], seed: int) -> str:
         cfg = self.attacker_config.as_dict()
-        if self.attacker_config.weights:
-            from pathlib import Path
+        for key in ("weights", "init_weights"):
+            if getattr(self.attacker_config, key):
+                from pathlib import Path
 
-            stat = Path(self.attacker_config.weights).expanduser().stat()
-            cfg["weights_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                stat = Path(getattr(self.attacker_config, key)).expanduser().stat()
+                cfg[f"{key}_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         return stable_hash({"protocol": "market1501-reid", "version": self.version, "dataset": self.dataset_fingerprint(), "train": train_source, "attacker": cfg, "seed": seed})
 
     def _attacker_source(self, clean: bool, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
