@@ -75,6 +75,7 @@ from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.metrics.chance import closed_set_chance, verification_chance
 from evalsuite.metrics.items import item_scores_entry
+from evalsuite.metrics.roc import roc_points
 from evalsuite.metrics.identification import (
     FPR_TARGETS,
     IDENTIFICATION_METRICS,
@@ -424,4 +425,5 @@ class FaceIdentification(Protocol):
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
                    "chance": {**closed_set_chance(len(self.identities)), **verification_chance(FPR_TARGETS)}, "recognizer": self.recognizer_name, "recognizer_key": recognizer_key,
                    "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["probe"]])},
+            curves=roc_points(genuine, scores),
         )

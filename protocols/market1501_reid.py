@@ -22,6 +22,7 @@ from evalsuite.errors import UserError
 from evalsuite.metrics.chance import reid_chance
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
+from evalsuite.metrics.roc import REID_VERIFICATION_METRICS, reid_verification
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
@@ -35,7 +36,7 @@ SPLITS = ("train", "query", "gallery")
 @PROTOCOLS.register("market1501-reid", description="person re-id on Market-1501 with OSNet under naive / adaptive / parrot attackers (DeepPrivacy2 Table 1)")
 class Market1501Reid(Protocol):
     version = "1"
-    metrics = REID_METRICS
+    metrics = REID_METRICS + REID_VERIFICATION_METRICS
     table_metrics = ("rank1", "mAP")
     sample_set = "query"
 
@@ -183,10 +184,12 @@ class Market1501Reid(Protocol):
         q, g = self.dataset.query, self.dataset.gallery
         labels = (np.array([s.pid for s in q]), np.array([s.pid for s in g]), np.array([s.camid for s in q]), np.array([s.camid for s in g]))
         scores = evaluate_reid(distmat, *labels)
+        verification, curve = reid_verification(distmat, *labels)
         evaluate_s = time.perf_counter() - timer
         return CellResult(
-            metrics=scores.as_dict(),
+            metrics={**scores.as_dict(), **verification},
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
             extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key, "chance": reid_chance(*labels),
                    "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},
+            curves=curve,
         )
