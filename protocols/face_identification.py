@@ -60,6 +60,7 @@ import inspect
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -346,7 +347,10 @@ class FaceIdentification(Protocol):
         params = self.recognizer_params()
         factory = RECOGNIZERS.get(self.recognizer_name).factory
         key_data: dict[str, Any] = {"protocol": "face-identification", "version": self.version, "recognizer": self.recognizer_name,
-                                    "recognizer_version": getattr(factory, "version", None), "params": params}
+                                    "recognizer_version": getattr(factory, "version", None), "params": params,
+                                    # weight files named by a setting: a replaced file is another recognizer
+                                    "files": {k: [Path(v).expanduser().stat().st_size, Path(v).expanduser().stat().st_mtime_ns]
+                                              for k, v in params.items() if isinstance(v, str) and Path(v).expanduser().is_file()}}
         trainable = bool(getattr(factory, "trainable", False))
         if trainable:
             key_data.update(dataset=self.dataset_fingerprint(), train=enrol_key, seed=seed)
