@@ -237,6 +237,78 @@ def test_cuhk03_missing_files(tmp_path: Path) -> None:
     _one_line_error(lambda: load_cuhk03(tmp_path / "none"), "CUHK03 not found", "dataset.root=")
 
 
+def make_raw_mat(path: Path, testsets: list[list[tuple[int, int]]]) -> dict[str, int]:
+    """A v7.3 (HDF5) ``cuhk-03.mat`` as the release stores it: ``detected`` / ``labeled`` hold one
+    reference per camera pair to a (10, persons) array of references to (3, W, H) images
+    (MATLAB's column-major order) or to empty cells; ``testsets`` to (2, 100) [pair, person] arrays."""
+    h5py = pytest.importorskip("h5py")
+    counts = {}
+    with h5py.File(path, "w") as mat:
+        refs = mat.create_group("#refs#")
+        n = 0
+
+        def put(array: np.ndarray):
+            nonlocal n
+            n += 1
+            return refs.create_dataset(f"r{n}", data=array).ref
+
+        for kind, value in (("detected", 50), ("labeled", 200)):
+            pairs, written = [], 0
+            for persons in (3, 2):  # pair 1: 3 persons, pair 2: 2 persons, as make_cuhk03
+                cells = np.empty((10, persons), dtype=h5py.ref_dtype)
+                for person in range(persons):
+                    for cell in range(10):
+                        if cell in (3, 4, 9):  # empty cells (fewer images of that view)
+                            cells[cell, person] = put(np.zeros(2, dtype=np.uint64))
+                        else:
+                            cells[cell, person] = put(np.full((3, 12, 30), value + cell, dtype=np.uint8))
+                            written += 1
+                pairs.append(put(cells))
+            mat.create_dataset(kind, data=np.array([pairs], dtype=h5py.ref_dtype))
+            counts[kind] = written
+        sets = [put(np.array(t, dtype=np.float64).T) for t in testsets]
+        mat.create_dataset("testsets", data=np.array([sets], dtype=h5py.ref_dtype))
+    return counts
+
+
+def test_cuhk03_raw_mat_is_extracted_once_as_torchreid_names_it(tmp_path: Path) -> None:
+    root = make_cuhk03(tmp_path)
+    import shutil
+
+    shutil.rmtree(root / "images_detected")
+    (root / "cuhk03_release").mkdir()
+    counts = make_raw_mat(root / "cuhk03_release" / "cuhk-03.mat", [[(1, 2)], [(2, 1)]])
+    assert counts["detected"] == 35  # 5 persons x 7 non-empty cells
+    ds = load_cuhk03(root)  # the new protocol's 15 listed names are among the extracted ones
+    written = sorted(p.name for p in (root / "images_detected").iterdir())
+    assert len(written) == 35 and "1_001_1_01.png" in written and "2_001_2_10.png" not in written and "1_002_2_09.png" in written
+    assert not (root / "images_detected.partial").exists()
+    image = np.asarray(Image.open(root / "images_detected" / "1_001_2_06.png"))
+    assert image.shape == (30, 12, 3) and int(image[0, 0, 0]) == 55  # H x W x 3, value of cell 6
+    assert (len(ds.train), len(ds.query), len(ds.gallery)) == (6, 3, 6)
+    stamp = (root / "images_detected" / "1_001_1_01.png").stat().st_mtime_ns
+    load_cuhk03(root)  # the folder is there now: not written again
+    assert (root / "images_detected" / "1_001_1_01.png").stat().st_mtime_ns == stamp
+    # classic split 1: pair 2 person 1 is the test identity, query = gallery = its 7 images
+    classic = load_cuhk03(root, split="classic", split_id=1)
+    assert len(classic.query) == len(classic.gallery) == 7 and {s.pid for s in classic.query} == {0}
+    assert {Path(s.path).name[:5] for s in classic.query} == {"2_001"}
+    assert {s.camid for s in classic.query} == {0, 1}
+    assert classic.num_train_pids == 4 and len(classic.train) == 28
+    assert [s.pid for s in classic.train[:7]] == [0] * 7 and Path(classic.train[0].path).name.startswith("1_001")
+    _one_line_error(lambda: load_cuhk03(root, split="classic", split_id=5), "dataset.split_id", "0..1")
+    _one_line_error(lambda: load_cuhk03(tmp_path / "cuhk03", split="clasic"), "dataset.split", "classic")
+
+
+def test_cuhk03_raw_mat_that_is_not_one(tmp_path: Path) -> None:
+    root = tmp_path / "cuhk03"
+    (root / "cuhk03_release").mkdir(parents=True)
+    (root / "cuhk03_release" / "cuhk-03.mat").write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
+    (root / "cuhk03_new_protocol_config_labeled.mat").write_bytes(b"")
+    _one_line_error(lambda: load_cuhk03(root, images="labeled"), "cuhk-03.mat", "replace the file")
+    assert not (root / "images_labeled").exists() and not (root / "images_labeled.partial").exists()
+
+
 def test_cuhk03_np_market_layout(tmp_path: Path) -> None:
     base = tmp_path / "cuhk03-np" / "labeled"
     for folder, names in {"bounding_box_train": ["0001_c1_1.png", "0001_c2_2.png", "0003_c1_1.png"],

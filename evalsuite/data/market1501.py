@@ -239,14 +239,17 @@ def load_annotations(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def _merge_annotations(dataset: ReidDataset, table: dict[str, dict[str, Any]], source: Path) -> None:
-    samples = {s.relpath: s for split in ("train", "query", "gallery") for s in dataset.split(split)}
+    samples: dict[str, list[Sample]] = {}
+    for split in ("train", "query", "gallery"):
+        for s in dataset.split(split):
+            samples.setdefault(s.relpath, []).append(s)  # a file may be in two splits (CUHK03's classic query = gallery)
     unmatched = 0
     for key, entry in table.items():
-        sample = samples.get(key)
-        if sample is None:
+        if key not in samples:
             unmatched += 1
             continue
-        sample.annotations.update(entry)
+        for sample in samples[key]:
+            sample.annotations.update(entry)
     if unmatched:
         log.warning("%d of %d annotation entries in %s match no loaded image (junk or unknown keys)",
                     unmatched, len(table), source)
