@@ -346,3 +346,10 @@ def test_market_protocol_runs_on_a_duke_tree(tmp_path: Path, capsys) -> None:
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {(r["anonymizer"], r["attack"], r["dataset"]) for r in rows} == {("none", "naive", "dukemtmc"), ("blur", "naive", "dukemtmc")}
     assert all(0.0 <= r["metrics"]["rank1"] <= 1.0 for r in rows)
+    assert "dukemtmc" in (out / "table.md").read_text()
+    capsys.readouterr()
+    missing = tmp_path / "nope" / "DukeMTMC-reID"
+    assert main(["run", "protocol=market1501-reid", "dataset=dukemtmc", f"dataset.root={missing}", f"out={tmp_path / 'out2'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and "dataset.root=" in err
+    assert not (tmp_path / "out2").exists()
