@@ -319,6 +319,13 @@ def test_cuhk03_np_market_layout(tmp_path: Path) -> None:
     assert ds.root == str(base)
     assert _triples(ds.train) == [("0001_c1_1.png", 0, 0), ("0001_c2_2.png", 0, 1), ("0003_c1_1.png", 1, 0)]
     assert _triples(ds.gallery) == [("0005_c2_1.png", 5, 1), ("0006_c1_3.png", 6, 0)]
+    # a JPEG copy in the Market-1501 layout, given as the root itself
+    copy = tmp_path / "cuhk03-jpg"
+    for folder, names in {"bounding_box_train": ["0001_c1_1.jpg", "0002_c2_1.jpg"], "query": ["0007_c1_1.jpg"], "bounding_box_test": ["0007_c2_2.jpg"]}.items():
+        for name in names:
+            _jpg(copy / folder / name)
+    jpg = load_cuhk03(copy)
+    assert jpg.root == str(copy) and jpg.name == "cuhk03" and _triples(jpg.train) == [("0001_c1_1.jpg", 0, 0), ("0002_c2_1.jpg", 1, 1)]
 
 
 def test_registered_with_their_settings() -> None:

@@ -13,7 +13,7 @@ pedestrian detector's boxes; torchreid's default) or ``labeled`` ones (hand-draw
   (1-based indices into both); ``root`` is that folder or its parent (``<root>/cuhk03``);
 - Zhong et al.'s CUHK03-NP release in the Market-1501 layout:
   ``cuhk03-np/<detected|labeled>/{bounding_box_train,query,bounding_box_test}/*.png`` named
-  ``PPPP_cC_N.png`` (regex ``([-\\d]+)_c(\\d)``, as Market-1501).
+  ``PPPP_cC_N.png`` (regex ``([-\\d]+)_c(\\d)``, as Market-1501; ``.jpg`` in converted copies).
 
 Conventions (torchreid): the camera id is the view (third ``_`` field, 1 or 2), 0-based in
 the dataset, so same-pid same-view gallery images are excluded from a query's matches; train
@@ -180,9 +180,10 @@ def load_cuhk03(root: str | Path, images: str = "detected", annotations: str | P
     given = Path(root).expanduser().absolute()
     np_dir = _np_layout(given, images) if given.is_dir() and split == "new" else None
     if np_dir is not None:
-        expected = NP_EXPECTED_NAME
-        splits = {split: make_samples(scan_dir(np_dir / folder, f"{LABEL}-NP", expected, "*.png"), split, relabel, np_dir, size)
-                  for split, folder, relabel in SPLIT_DIRS}
+        # the release is PNG; converted copies (cuhk03-np-jpg) are JPEG
+        pattern = "*.png" if any((np_dir / "bounding_box_train").glob("*.png")) else "*.jpg"
+        splits = {s: make_samples(scan_dir(np_dir / folder, f"{LABEL}-NP", NP_EXPECTED_NAME, pattern), s, relabel, np_dir, size)
+                  for s, folder, relabel in SPLIT_DIRS}
         return build_dataset(name, np_dir, splits, annotations)
     image_dir = f"images_{images}"
     if split == "classic":
