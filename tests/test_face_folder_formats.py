@@ -42,6 +42,15 @@ def test_pgm_and_other_pillow_formats_are_read(tmp_path: Path) -> None:
         assert image.shape == (28, 23, 3) and image[0, 0].tolist() == [150] * 3 and image[6, 6].tolist() == [105] * 3, name
 
 
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path: Path) -> None:
+    wide = (np.arange(28 * 23).reshape(28, 23) * 101).astype(np.uint16)  # up to 65,002
+    for name in ("a.pgm", "a.tif"):
+        Image.fromarray(wide).save(tmp_path / name)
+        image = read_face_image(tmp_path / name)
+        expected = np.round(wide * (255 / 65535)).astype(np.uint8)
+        assert image.shape == (28, 23, 3) and (image[..., 1] == expected).all(), name
+
+
 def _face_tree(root: Path) -> None:
     for person in ("ann", "bob"):
         for i in range(3):

@@ -58,13 +58,18 @@ def decode_rgb(path: str | Path) -> np.ndarray:
     Pillow decodes (the same libjpeg-turbo pixels as ``cv2.imread``, EXIF orientation applied
     as ``cv2.imread`` does) and, unlike OpenCV, refuses a truncated file instead of filling
     the missing rows with gray (``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False).
+    16-bit grayscale files are scaled to 8 bits (0..65535 -> 0..255), not clipped.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated files would pass as gray; set it to False")
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(image)
+            if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit gray (PGM, TIFF): convert() would clip at 255
+                wide = np.asarray(image).astype(np.float64)
+                image = Image.fromarray(np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8), "L")
+            rgb = image.convert("RGB")
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
