@@ -79,6 +79,29 @@ def test_duke_counts_pids_cameras_relabel(tmp_path: Path) -> None:
     assert len(load_dukemtmc(other).gallery) == 4
 
 
+def _torchreid(module: str, cls: str):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = getattr(pytest.importorskip(f"torchreid.reid.data.datasets.image.{module}"), cls)
+    return found.__new__(found)  # skip __init__ (it would try to download)
+
+
+def test_duke_matches_torchreid_process_dir(tmp_path: Path) -> None:
+    root = make_duke(tmp_path)
+    ref = _torchreid("dukemtmcreid", "DukeMTMCreID")
+    ds = load_dukemtmc(root)
+    for split, folder in (("query", "query"), ("gallery", "bounding_box_test")):
+        assert sorted((s.path, s.pid, s.camid) for s in ds.split(split)) == sorted(ref.process_dir(str(root / folder), relabel=False))
+    # train: torchreid numbers pids in set-iteration order (here 8, 1, 5), we in ascending
+    # order: the same images, cameras and identity partition
+    ours = sorted((s.path, s.pid, s.camid) for s in ds.train)
+    theirs = sorted(ref.process_dir(str(root / "bounding_box_train"), relabel=True))
+    assert [(p, c) for p, _, c in ours] == [(p, c) for p, _, c in theirs]
+    assert len({(a, b) for (_, a, _), (_, b, _) in zip(ours, theirs)}) == ds.num_train_pids == 3
+
+
 def test_duke_images_are_resized_on_read_with_their_sidecar_boxes(tmp_path: Path) -> None:
     root = make_duke(tmp_path)
     key = "bounding_box_train/0005_c5_f0051341.jpg"  # stored 24 x 10 (H x W)
@@ -149,6 +172,18 @@ def test_msmt17_lists_cameras_and_relabel(tmp_path: Path, version: str) -> None:
     combined = load_msmt17(root, combine_val=True)
     assert _triples(combined.train)[2:] == [("0001_000_03_0303afternoon_0010_0.jpg", 1, 2), ("0002_000_14_0303noon_0100_1.jpg", 2, 13)]
     assert combined.num_train_pids == 3
+
+
+def test_msmt17_matches_torchreid_process_dir(tmp_path: Path) -> None:
+    root = make_msmt17(tmp_path)
+    ref = _torchreid("msmt17", "MSMT17")
+    ds = load_msmt17(root)
+    for split, folder, listed in (("train", "train", "list_train.txt"), ("query", "test", "list_query.txt"), ("gallery", "test", "list_gallery.txt")):
+        expected = ref.process_dir(str(root / folder), str(root / listed))
+        if split == "train":  # torchreid keeps the listed train pids; ours are relabelled 0..N-1 in the same order
+            pid2label = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in expected}))}
+            expected = [(path, pid2label[pid], cam) for path, pid, cam in expected]
+        assert sorted((s.path, s.pid, s.camid) for s in ds.split(split)) == sorted(expected)
 
 
 def test_msmt17_picks_v1_first_or_the_version_asked(tmp_path: Path) -> None:

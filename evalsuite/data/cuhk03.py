@@ -131,7 +131,12 @@ def extract_raw(raw_path: Path, images: str, image_dir: Path) -> None:
     except (OSError, KeyError, ValueError, TypeError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise UserError(f"{LABEL}: cannot read {raw_path} as the CUHK03 release ({type(exc).__name__}: {exc}); replace the file") from None
-    partial.rename(image_dir)
+    try:
+        partial.rename(image_dir)
+    except OSError:
+        if not image_dir.is_dir():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # another process finished first: its copy is the same
     log.info("%s: wrote %d %s images", LABEL, count, images)
 
 

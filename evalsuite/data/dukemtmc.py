@@ -4,7 +4,9 @@
   ``*.jpg`` named ``PPPP_cC_fFFFFFFF.jpg`` (e.g. ``0001_c2_f0046182.jpg``); pid and camera
   come from the regex ``([-\\d]+)_c(\\d)``, as for Market-1501;
 - cameras 1..8 in the name, 0-based in the dataset;
-- train pids relabelled 0..N-1 in ascending pid order, query / gallery keep theirs;
+- train pids relabelled 0..N-1 in ascending pid order, query / gallery keep theirs (torchreid
+  numbers train pids in set-iteration order, which on Duke's pids is not ascending: the same
+  identity partition, other class indices);
 - no junk: DukeMTMC-reID has no pid -1 images (torchreid keeps every file; a -1 file would be
   dropped here as on Market-1501, the only difference, and none exists in the real set).
 
