@@ -469,6 +469,11 @@ class GanTrainer:
         self.step += 1
         return {"d_adv": d_adv.item(), "r1": r1.item(), "g_adv": g_adv.item(), "l1": l1.item()}
 
+    @property
+    def model(self) -> nn.Module:
+        """What the anonymizer generates with (:meth:`DeepPrivacyAnonymizer.use_generator`): the generator."""
+        return self.generator
+
     def train(self, steps: int, description: str = "train dp") -> list[dict[str, float]]:
         """Train until ``steps`` steps in total are done; the losses of each step taken."""
         history = []
@@ -592,6 +597,11 @@ class DeepPrivacyAnonymizer(Anonymizer):
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names}
 
+    @property
+    def region_name(self) -> str:
+        """The region it is made for (``evalsuite train``'s default ``region``)."""
+        return "face" if self.pose == "face" else "body"
+
     def code_hash(self) -> str:
         """The code version, plus the checkpoint file's size and modification time when one is loaded."""
         version = component_version(type(self))
@@ -608,7 +618,7 @@ class DeepPrivacyAnonymizer(Anonymizer):
             return self.load_state(self._checkpoint_state)
         trainer = self.make_trainer(images, masks, annotations, seed=seed, device=device)
         trainer.train(self.config.steps, description=f"train {self.registered_name()}")
-        return self.use_generator(trainer.generator)
+        return self.use_generator(trainer.model)
 
     def make_trainer(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, *, seed: int,
                      device: str | torch.device = "cpu") -> Any:
