@@ -412,6 +412,30 @@ def _unflatten_optimizer(prefix: str, tensors: dict[str, Any], plain: dict[str, 
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def trainer_state(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], rng_key: str, rng: torch.Generator) -> dict[str, Any]:
+    """A trainer's resumable state: each module's tensors under ``<prefix>.``, each optimizer's
+    state (tensors under ``<name>.``, the rest as JSON under ``<name>``) and the RNG state under ``rng_key``."""
+    state: dict[str, Any] = {}
+    for prefix, module in modules.items():
+        state.update({f"{prefix}.{k}": v.detach().cpu() for k, v in module.state_dict().items()})
+    for name, optimizer in optimizers.items():
+        tensors, plain = _flatten_optimizer(name, optimizer)
+        state.update(tensors)
+        state[name] = plain
+    state[rng_key] = rng.get_state()
+    return state
+
+
+def restore_trainer_state(state: dict[str, Any], modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], rng_key: str,
+                          rng: torch.Generator, source: str) -> None:
+    """Load what :func:`trainer_state` wrote (UserError naming ``source`` when a module's tensors do not fit)."""
+    for prefix, module in modules.items():
+        _load_module(module, state, prefix + ".", source)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(_unflatten_optimizer(name, state, state[name]))
+    rng.set_state(state[rng_key])
+
+
 class GanTrainer:
     """Adversarial training of the generator and discriminator, one step at a time, resumable.
 
@@ -488,22 +512,14 @@ class GanTrainer:
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer states, step and RNG state."""
         state: dict[str, Any] = generator_state(self.generator, self.config)
-        state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
-        for prefix, optimizer in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            tensors, plain = _flatten_optimizer(prefix, optimizer)
-            state.update(tensors)
-            state[prefix] = plain
-        state["rng"] = self.rng.get_state()
+        state.update(trainer_state({"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng))
         state["step"] = self.step
         return state
 
     def resume(self, state: dict[str, Any], source: str) -> None:
         """Load :meth:`checkpoint` output (UserError naming ``source`` when it does not fit)."""
         load_generator(self.generator, state, self.config, source)
-        _load_module(self.discriminator, state, "d.", source)
-        self.opt_g.load_state_dict(_unflatten_optimizer("opt_g", state, state["opt_g"]))
-        self.opt_d.load_state_dict(_unflatten_optimizer("opt_d", state, state["opt_d"]))
-        self.rng.set_state(state["rng"])
+        restore_trainer_state(state, {"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng, source)
         self.step = int(state["step"])
 
 

@@ -65,9 +65,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from anonymizers.deepprivacy import (
-    CropSet, DeepPrivacyAnonymizer, DPConfig, GanTrainer, PatchDiscriminator, UNetGenerator, _flatten_optimizer, _load_module,
-    _unflatten_optimizer, build_generator, crop_set, expanded_box, generate, generator_state, heatmaps, instance_keypoints,
-    latent, load_generator, person_keypoints, resize, resize_mask, stitch, to_crop_coordinates, to_signed,
+    CropSet, DeepPrivacyAnonymizer, DPConfig, GanTrainer, PatchDiscriminator, UNetGenerator, _load_module, build_generator, crop_set,
+    expanded_box, generate, generator_state, heatmaps, instance_keypoints, latent, load_generator, person_keypoints, resize, resize_mask,
+    restore_trainer_state, stitch, to_crop_coordinates, to_signed, trainer_state,
 )
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
@@ -238,22 +238,14 @@ class LandmarkTrainer:
         self.opt_g.step()
         return {"lm_l2": l2.item(), "lm_adv": g_adv.item(), "lm_d": d_loss.item(), "lm_visible": visible.item()}
 
+    def _parts(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+        return {"l": self.generator, "ld": self.discriminator}, {"lm_opt_g": self.opt_g, "lm_opt_d": self.opt_d}
+
     def checkpoint(self) -> dict[str, Any]:
-        state: dict[str, Any] = {f"l.{k}": v.detach().cpu() for k, v in self.generator.state_dict().items()}
-        state.update({f"ld.{k}": v for k, v in self.discriminator.state_dict().items()})
-        for prefix, optimizer in (("lm_opt_g", self.opt_g), ("lm_opt_d", self.opt_d)):
-            tensors, plain = _flatten_optimizer(prefix, optimizer)
-            state.update(tensors)
-            state[prefix] = plain
-        state["lm_rng"] = self.rng.get_state()
-        return state
+        return trainer_state(*self._parts(), "lm_rng", self.rng)
 
     def resume(self, state: dict[str, Any], source: str) -> None:
-        _load_module(self.generator, state, "l.", source)
-        _load_module(self.discriminator, state, "ld.", source)
-        self.opt_g.load_state_dict(_unflatten_optimizer("lm_opt_g", state, state["lm_opt_g"]))
-        self.opt_d.load_state_dict(_unflatten_optimizer("lm_opt_d", state, state["lm_opt_d"]))
-        self.rng.set_state(state["lm_rng"])
+        restore_trainer_state(state, *self._parts(), "lm_rng", self.rng, source)
 
 
 class HeadInpaintTrainer(GanTrainer):
