@@ -21,7 +21,9 @@ box is first obfuscated exactly like the ``blackhead`` / ``blurhead`` baselines
   body joints (shoulders to ankles) as heatmaps; the 5 head keypoints (nose, eyes, ears)
   are left out, because they cannot be detected on an obfuscated head and would hand stage
   I its answer. Loss (Equations 2, 3): ``landmark_weight`` x L2 to the annotated landmarks
-  plus the non-saturating adversarial loss of a convolutional landmark discriminator ``D_L``
+  (squared distance in generator pixels, as the paper's loss on coordinates; measured in
+  crop units, 1/48 as large, the adversarial term dominated and the held-out landmarks came
+  out worse than the training set's mean layout) plus the non-saturating adversarial loss of a convolutional landmark discriminator ``D_L``
   that sees the landmarks as heatmaps (the differentiable "convert function") with the head
   mask. Beyond the paper, which pruned back views (Section 4.1), stage I also predicts
   whether a face is visible (a logit, binary cross-entropy against "the sample has
@@ -228,9 +230,8 @@ class LandmarkTrainer:
             self.opt_d.step()
         visible = F.binary_cross_entropy_with_logits(logits, face.float())
         l2, g_adv = zero, zero
-        if face.any():  # G_L: non-saturating adversarial loss + lambda_L * L2 (Equation 3), coordinates in crop units
-            scale = torch.tensor([size[1], size[0]], dtype=points.dtype, device=self.device)
-            l2 = ((points[face] - target[face][..., :2]) / scale).pow(2).sum(-1).mean()
+        if face.any():  # G_L: non-saturating adversarial loss + lambda_L * L2 (Equation 3), coordinates in generator pixels
+            l2 = (points[face] - target[face][..., :2]).pow(2).sum(-1).mean()
             g_adv = F.softplus(-self.discriminator(fake)).mean()
         loss = visible + cfg.landmark_weight * l2 + g_adv
         self.opt_g.zero_grad(set_to_none=True)
