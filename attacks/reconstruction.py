@@ -38,7 +38,7 @@ from evalsuite.metrics.spec import MetricSpec, register_metric
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Deanonymizer", "ReconstructionConfig", "reconstruction_quality"]
+__all__ = ["Deanonymizer", "ReconstructionAttack", "ReconstructionConfig", "reconstruction_quality"]
 
 #: PSNR of identical images is infinite; per-image values are capped here before averaging
 MAX_PSNR = 100.0
@@ -112,6 +112,9 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class Deanonymizer:
     """A U-Net de-anonymizer: ``fit`` on (anonymized, original) pairs, ``reconstruct`` uint8 images."""
 
+    #: bump when the model or its training changes, so that cached de-anonymizers are rebuilt
+    version = 1
+
     def __init__(self, config: ReconstructionConfig, device: str = "cpu", seed: int = 0) -> None:
         self.config = config
         self.device = torch.device(device)
@@ -180,3 +183,45 @@ def reconstruction_quality(reconstructed: torch.Tensor, original: torch.Tensor) 
     scores = image_quality_scores(original, reconstructed)
     psnr = np.minimum(scores["psnr"], MAX_PSNR)  # identical images have infinite PSNR
     return {"reconstruction_psnr": float(psnr.mean()), "reconstruction_ssim": float(scores["ssim"].mean())}
+
+
+class ReconstructionAttack:
+    """What a protocol needs for the reconstruction threat models, in one place.
+
+    De-anonymizers are trained once per (anonymized training set, config, seed, perceptual
+    network) and cached through the shared pipeline's artifacts (safetensors, rebuilt when
+    unreadable); reconstructions are kept in memory per (de-anonymizer, image set).
+    """
+
+    def __init__(self, artifacts: Any, config: ReconstructionConfig, device: str, protocol: str) -> None:
+        self.artifacts = artifacts
+        self.config = config
+        self.device = device
+        self.protocol = protocol
+        self._models: dict[str, Deanonymizer] = {}
+        self._outputs: dict[tuple[str, str], torch.Tensor] = {}
+
+    def key(self, train_set_key: str, seed: int, feature_key: str | None) -> str:
+        from evalsuite.config import stable_hash
+
+        return stable_hash({"protocol": self.protocol, "kind": "deanonymizer", "train": train_set_key, "config": self.config.as_dict(),
+                            "seed": seed, "perceptual": feature_key, "code": Deanonymizer.version})
+
+    def deanonymizer(self, anonymized_train: torch.Tensor, clean_train: torch.Tensor, train_set_key: str, seed: int,
+                     feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, feature_key: str | None = None) -> tuple[Deanonymizer, str]:
+        """The de-anonymizer of one anonymized training set (trained, or read from the cache) and its key."""
+        key = self.key(train_set_key, seed, feature_key)
+        if key not in self._models:
+            model = Deanonymizer(self.config, self.device, seed)
+            built, _ = self.artifacts.get_or_build(
+                "deanonymizers", key, ".safetensors", model.load,
+                lambda: model.fit(anonymized_train, clean_train, feature_fn, description=f"train de-anonymizer (seed {seed})"),
+                lambda m, path: m.save(path), what="de-anonymizer")
+            self._models[key] = built
+        return self._models[key], key
+
+    def reconstruct(self, model: Deanonymizer, model_key: str, images: torch.Tensor, set_key: str) -> tuple[torch.Tensor, str]:
+        """``images`` (the anonymized set ``set_key``) through the de-anonymizer, and the reconstructions' key."""
+        if (model_key, set_key) not in self._outputs:
+            self._outputs[(model_key, set_key)] = model.reconstruct(images)
+        return self._outputs[(model_key, set_key)], f"recon-{model_key[:12]}-{set_key}"
