@@ -6,3 +6,4 @@ from anonymizers import external, precomputed  # noqa: F401  (adapters: a progra
 from anonymizers import deepprivacy  # noqa: F401  (dp-body / dp-face: DeepPrivacy-style inpainting GANs)
 from anonymizers import uap  # noqa: F401  (universal adversarial perturbation against a surrogate recognizer)
 from anonymizers import ppas  # noqa: F401  (AnonymousNet: attribute estimation, PPAS selection, StarGAN-style synthesis)
+from anonymizers import head_inpaint  # noqa: F401  (head-inpaint: Sun et al. two-stage head inpainting)

@@ -54,7 +54,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -96,6 +96,8 @@ class DPConfig:
     l1_weight: float = 1.0
 
     ARCHITECTURE = ("pose", "height", "width", "channels", "depth", "z_dim")
+    #: the ``format`` entry of the weights a model with this config writes and accepts
+    STATE_FORMAT = FORMAT
 
     def __post_init__(self) -> None:
         from evalsuite.schema import DEEPPRIVACY_SCHEMA, _show
@@ -113,6 +115,15 @@ class DPConfig:
     @property
     def keypoints(self) -> int:
         return POSES[self.pose]
+
+    @property
+    def points_key(self) -> str:
+        """The annotation key of the pose the generator is conditioned on."""
+        return "keypoints" if self.pose == "body" else "landmarks"
+
+    def box(self, region: np.ndarray) -> tuple[int, int, int, int]:
+        """The crop of one (dilated) region instance: its box at the generator's aspect, grown by ``expand``."""
+        return expanded_box(region, (self.height, self.width), self.expand)
 
     def architecture(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.ARCHITECTURE}
@@ -300,11 +311,17 @@ def heatmaps(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass
 class CropSet:
-    """Training crops at the generator's resolution: images uint8, masks bool, keypoints (N, K, 3)."""
+    """Training crops at the generator's resolution: images uint8, masks bool, keypoints (N, K, 3).
+
+    ``inputs`` (uint8, optional): what the generator sees instead of the crop with its region
+    removed (head inpainting: the black- or blurred-head crop). ``context`` (optional,
+    (N, K', 3)): further keypoints of the same person (head inpainting: the body pose)."""
 
     images: torch.Tensor
     masks: torch.Tensor
     keypoints: torch.Tensor
+    inputs: torch.Tensor | None = None
+    context: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -314,7 +331,7 @@ def _regions(mask: torch.Tensor, config: DPConfig) -> Iterator[tuple[np.ndarray,
     """(instance, dilated instance, expanded box) of one (1, H, W) mask, in stitching order."""
     for part in instances(mask[0].cpu().numpy(), config.dilation):
         grown = dilate(part, config.dilation)
-        yield part, grown, expanded_box(grown, (config.height, config.width), config.expand)
+        yield part, grown, config.box(grown)
 
 
 def condition(crop_masks: torch.Tensor, points: torch.Tensor, config: DPConfig) -> torch.Tensor:
@@ -322,21 +339,35 @@ def condition(crop_masks: torch.Tensor, points: torch.Tensor, config: DPConfig) 
     return torch.cat([crop_masks.float(), heatmaps(points, (config.height, config.width))], dim=1)
 
 
-def crop_set(images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, config: DPConfig) -> CropSet:
-    """Every region instance of a set as a training crop: the original pixels (the "real" images the discriminator sees), the dilated mask and the keypoints."""
+def _resized_crop(image: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    return resize(crop(image.float().cpu(), box)[None], size).round().clamp(0, 255).to(torch.uint8)
+
+
+def crop_set(images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, config: DPConfig, *,
+             inputs: torch.Tensor | None = None, context: tuple[str, int] | None = None) -> CropSet:
+    """Every region instance of a set as a training crop: the original pixels (the "real" images the discriminator sees), the dilated mask and the keypoints.
+
+    ``inputs`` (uint8 like ``images``): the generator's input images, cropped with the same
+    boxes (:attr:`CropSet.inputs`); ``context = (key, count)``: further keypoints to read
+    for each instance (:attr:`CropSet.context`)."""
     size = (config.height, config.width)
-    key = "keypoints" if config.pose == "body" else "landmarks"
-    crops, crop_masks, points = [], [], []
+    crops, crop_masks, points, crop_inputs, context_points = [], [], [], [], []
     for index in range(images.shape[0]):
-        people = person_keypoints(None if annotations is None else annotations[index], key, config.keypoints)
-        image = images[index].float().cpu()
+        annotation = None if annotations is None else annotations[index]
+        people = person_keypoints(annotation, config.points_key, config.keypoints)
+        others = person_keypoints(annotation, context[0], context[1]) if context else []
         for _part, grown, box in _regions(masks[index].cpu(), config):
-            crops.append(resize(crop(image, box)[None], size).round().clamp(0, 255).to(torch.uint8))
+            crops.append(_resized_crop(images[index], box, size))
             crop_masks.append(resize_mask(crop(torch.from_numpy(grown)[None], box)[None], size))
             points.append(torch.from_numpy(to_crop_coordinates(instance_keypoints(people, grown, config.keypoints), box, size)).float()[None])
+            if inputs is not None:
+                crop_inputs.append(_resized_crop(inputs[index], box, size))
+            if context:
+                context_points.append(torch.from_numpy(to_crop_coordinates(instance_keypoints(others, grown, context[1]), box, size)).float()[None])
     if not crops:
         raise UserError("deepprivacy anonymizer: the training images have no region to learn from (every mask is empty); check region")
-    return CropSet(torch.cat(crops), torch.cat(crop_masks), torch.cat(points))
+    return CropSet(torch.cat(crops), torch.cat(crop_masks), torch.cat(points),
+                   torch.cat(crop_inputs) if crop_inputs else None, torch.cat(context_points) if context_points else None)
 
 
 def to_signed(images: torch.Tensor) -> torch.Tensor:
@@ -347,10 +378,12 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def generate(generator: UNetGenerator, real: torch.Tensor, masks: torch.Tensor, points: torch.Tensor, z: torch.Tensor, config: DPConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(composited output, condition) for signed crops ``real`` (N, 3, H, W): region removed, generated, known pixels kept."""
+def generate(generator: UNetGenerator, real: torch.Tensor, masks: torch.Tensor, points: torch.Tensor, z: torch.Tensor, config: DPConfig,
+             inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(composited output, condition) for signed crops ``real`` (N, 3, H, W): region removed (or the
+    signed ``inputs`` given instead, e.g. an obfuscated head), generated, known pixels kept."""
     cond = condition(masks, points, config)
-    known = real * (~masks)
+    known = real * (~masks) if inputs is None else inputs
     raw = generator(torch.cat([known, cond], dim=1), z)
     return torch.where(masks, raw, real), cond
 
@@ -379,6 +412,30 @@ def _unflatten_optimizer(prefix: str, tensors: dict[str, Any], plain: dict[str, 
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def trainer_state(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], rng_key: str, rng: torch.Generator) -> dict[str, Any]:
+    """A trainer's resumable state: each module's tensors under ``<prefix>.``, each optimizer's
+    state (tensors under ``<name>.``, the rest as JSON under ``<name>``) and the RNG state under ``rng_key``."""
+    state: dict[str, Any] = {}
+    for prefix, module in modules.items():
+        state.update({f"{prefix}.{k}": v.detach().cpu() for k, v in module.state_dict().items()})
+    for name, optimizer in optimizers.items():
+        tensors, plain = _flatten_optimizer(name, optimizer)
+        state.update(tensors)
+        state[name] = plain
+    state[rng_key] = rng.get_state()
+    return state
+
+
+def restore_trainer_state(state: dict[str, Any], modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], rng_key: str,
+                          rng: torch.Generator, source: str) -> None:
+    """Load what :func:`trainer_state` wrote (UserError naming ``source`` when a module's tensors do not fit)."""
+    for prefix, module in modules.items():
+        _load_module(module, state, prefix + ".", source)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(_unflatten_optimizer(name, state, state[name]))
+    rng.set_state(state[rng_key])
+
+
 class GanTrainer:
     """Adversarial training of the generator and discriminator, one step at a time, resumable.
 
@@ -397,19 +454,21 @@ class GanTrainer:
         self.rng = torch.Generator().manual_seed(seed)
         self.step = 0
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(real, masks, keypoints, z, inputs or None) of a random batch, signed images on the device."""
         index = torch.randint(len(self.data), (self.config.batch_size,), generator=self.rng)
         z = torch.randn(self.config.batch_size, self.config.z_dim, generator=self.rng)
         move = lambda t: t.to(self.device)  # noqa: E731
-        return move(to_signed(self.data.images[index])), move(self.data.masks[index]), move(self.data.keypoints[index]), move(z)
+        inputs = None if self.data.inputs is None else move(to_signed(self.data.inputs[index]))
+        return move(to_signed(self.data.images[index])), move(self.data.masks[index]), move(self.data.keypoints[index]), move(z), inputs
 
     def train_step(self) -> dict[str, float]:
         """One discriminator and one generator update; returns the losses."""
         cfg = self.config
-        real, masks, points, z = self.batch()
+        real, masks, points, z, inputs = self.batch()
         # discriminator: non-saturating loss + epsilon penalty + R1 masked by the region (Paper D, Section 4)
         with torch.no_grad():
-            fake, cond = generate(self.generator, real, masks, points, z, cfg)
+            fake, cond = generate(self.generator, real, masks, points, z, cfg, inputs)
         real_in = real.detach().requires_grad_(cfg.r1_gamma > 0)
         real_logits = self.discriminator(torch.cat([real_in, cond], dim=1))
         fake_logits = self.discriminator(torch.cat([fake, cond], dim=1))
@@ -424,7 +483,7 @@ class GanTrainer:
         d_loss.backward()
         self.opt_d.step()
         # generator: non-saturating loss (+ L1 inside the region)
-        fake, cond = generate(self.generator, real, masks, points, z, cfg)
+        fake, cond = generate(self.generator, real, masks, points, z, cfg, inputs)
         g_adv = F.softplus(-self.discriminator(torch.cat([fake, cond], dim=1))).mean()
         l1 = ((fake - real).abs() * masks).sum() / (masks.sum() * 3).clamp(min=1)
         g_loss = g_adv + cfg.l1_weight * l1
@@ -433,6 +492,11 @@ class GanTrainer:
         self.opt_g.step()
         self.step += 1
         return {"d_adv": d_adv.item(), "r1": r1.item(), "g_adv": g_adv.item(), "l1": l1.item()}
+
+    @property
+    def model(self) -> nn.Module:
+        """What the anonymizer generates with (:meth:`DeepPrivacyAnonymizer.use_generator`): the generator."""
+        return self.generator
 
     def train(self, steps: int, description: str = "train dp") -> list[dict[str, float]]:
         """Train until ``steps`` steps in total are done; the losses of each step taken."""
@@ -448,22 +512,14 @@ class GanTrainer:
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run needs: weights, optimizer states, step and RNG state."""
         state: dict[str, Any] = generator_state(self.generator, self.config)
-        state.update({f"d.{k}": v for k, v in self.discriminator.state_dict().items()})
-        for prefix, optimizer in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            tensors, plain = _flatten_optimizer(prefix, optimizer)
-            state.update(tensors)
-            state[prefix] = plain
-        state["rng"] = self.rng.get_state()
+        state.update(trainer_state({"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng))
         state["step"] = self.step
         return state
 
     def resume(self, state: dict[str, Any], source: str) -> None:
         """Load :meth:`checkpoint` output (UserError naming ``source`` when it does not fit)."""
         load_generator(self.generator, state, self.config, source)
-        _load_module(self.discriminator, state, "d.", source)
-        self.opt_g.load_state_dict(_unflatten_optimizer("opt_g", state, state["opt_g"]))
-        self.opt_d.load_state_dict(_unflatten_optimizer("opt_d", state, state["opt_d"]))
-        self.rng.set_state(state["rng"])
+        restore_trainer_state(state, {"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng, source)
         self.step = int(state["step"])
 
 
@@ -472,7 +528,7 @@ class GanTrainer:
 def generator_state(generator: UNetGenerator, config: DPConfig) -> dict[str, Any]:
     """The generator's tensors under ``g.`` plus the format and architecture as JSON."""
     state: dict[str, Any] = {f"g.{k}": v.detach().cpu() for k, v in generator.state_dict().items()}
-    state["format"] = FORMAT
+    state["format"] = config.STATE_FORMAT
     state["architecture"] = config.architecture()
     return state
 
@@ -490,8 +546,8 @@ def _load_module(module: nn.Module, state: dict[str, Any], prefix: str, source: 
 
 def load_generator(generator: UNetGenerator, state: dict[str, Any], config: DPConfig, source: str) -> None:
     """Load ``g.*`` tensors into ``generator`` after checking the format and architecture."""
-    if state.get("format") != FORMAT:
-        raise UserError(f"checkpoint {source}: key format is {state.get('format')!r}, expected {FORMAT!r} (a file written by `evalsuite train` or a dp anonymizer)")
+    if state.get("format") != config.STATE_FORMAT:
+        raise UserError(f"checkpoint {source}: key format is {state.get('format')!r}, expected {config.STATE_FORMAT!r} (a file written by `evalsuite train` or this anonymizer)")
     stored = state.get("architecture") or {}
     for key, value in config.architecture().items():
         if stored.get(key) != value:
@@ -525,6 +581,7 @@ class DeepPrivacyAnonymizer(Anonymizer):
     #: the defaults of the registered subclass
     defaults: dict[str, Any] = {}
     pose = "body"
+    config_class: type[DPConfig] = DPConfig
 
     def __init__(self, *, checkpoint: str | None = None, **params: Any) -> None:
         unknown = set(params) - set(self.param_names)
@@ -537,12 +594,12 @@ class DeepPrivacyAnonymizer(Anonymizer):
         for name, value in values.items():
             setattr(self, name, value)
         self.checkpoint = checkpoint
-        self.config = DPConfig(pose=self.pose, **values)
-        self.generator_: UNetGenerator | None = None
+        self.config = self.config_class(pose=self.pose, **values)
+        self.generator_: nn.Module | None = None
         self._checkpoint_state: dict[str, Any] | None = None
         if checkpoint is not None:  # fail early, before anything is written
             self._checkpoint_state = read_checkpoint(checkpoint)
-            load_generator(build_generator(self.config), self._checkpoint_state, self.config, str(Path(checkpoint).expanduser()))
+            self.load_model(self._checkpoint_state, str(Path(checkpoint).expanduser()))
 
     @classmethod
     def registered_name(cls) -> str:
@@ -555,6 +612,11 @@ class DeepPrivacyAnonymizer(Anonymizer):
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_names}
+
+    @property
+    def region_name(self) -> str:
+        """The region it is made for (``evalsuite train``'s default ``region``)."""
+        return "face" if self.pose == "face" else "body"
 
     def code_hash(self) -> str:
         """The code version, plus the checkpoint file's size and modification time when one is loaded."""
@@ -572,28 +634,41 @@ class DeepPrivacyAnonymizer(Anonymizer):
             return self.load_state(self._checkpoint_state)
         trainer = self.make_trainer(images, masks, annotations, seed=seed, device=device)
         trainer.train(self.config.steps, description=f"train {self.registered_name()}")
-        return self.use_generator(trainer.generator)
+        return self.use_generator(trainer.model)
 
     def make_trainer(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None, *, seed: int,
-                     device: str | torch.device = "cpu") -> GanTrainer:
-        """A fresh :class:`GanTrainer` on the region crops of ``images`` (``evalsuite train`` drives it step by step)."""
-        data = crop_set(images, masks, annotations, self.config)
+                     device: str | torch.device = "cpu") -> Any:
+        """A fresh trainer (:class:`GanTrainer` here) on the region crops of ``images`` (``evalsuite train`` drives it step by step)."""
+        data = self.training_crops(images, masks, annotations)
         log.info("%s: %d region crops of %dx%d to train on", self.registered_name(), len(data), self.config.height, self.config.width)
+        return self.new_trainer(data, seed, device)
+
+    def training_crops(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None) -> CropSet:
+        return crop_set(images, masks, annotations, self.config)
+
+    def new_trainer(self, data: CropSet, seed: int, device: str | torch.device) -> Any:
         return GanTrainer(self.config, data, seed, device)
 
-    def use_generator(self, generator: UNetGenerator) -> "DeepPrivacyAnonymizer":
-        """Anonymize with ``generator`` (evaluation mode, no gradients) from now on."""
+    def use_generator(self, generator: nn.Module) -> "DeepPrivacyAnonymizer":
+        """Anonymize with ``generator`` (the trainer's ``generator``; evaluation mode, no gradients) from now on."""
         self.generator_ = generator.eval().requires_grad_(False)
         return self
+
+    def model_state(self, model: nn.Module) -> dict[str, Any]:
+        """The weights file of ``model`` (tensors plus format and architecture)."""
+        return generator_state(model, self.config)
+
+    def load_model(self, state: dict[str, Any], source: str) -> nn.Module:
+        """A model built from this anonymizer's config with the weights of ``state`` (UserError naming ``source`` when they do not fit)."""
+        generator = build_generator(self.config)
+        load_generator(generator, state, self.config, source)
+        return generator
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.generator_ is None else generator_state(self.generator_, self.config)
+        return {} if self.generator_ is None else self.model_state(self.generator_)
 
     def load_state(self, state: dict[str, Any], source: str = "fitted state") -> "DeepPrivacyAnonymizer":
-        generator = build_generator(self.config)
-        load_generator(generator, state, self.config, self.checkpoint or source)
-        self.generator_ = generator.eval().requires_grad_(False)
-        return self
+        return self.use_generator(self.load_model(state, self.checkpoint or source))
 
     # -- anonymizing
     def _anonymize_region(self, images: torch.Tensor, masks: torch.Tensor, annotations: Sequence[dict] | None,
@@ -609,13 +684,36 @@ class DeepPrivacyAnonymizer(Anonymizer):
         return out
 
 
+#: ``fill(crop_image, crop_region, instance, box)`` -> the generated crop at the generator's size (signed, (1, 3, H, W));
+#: ``crop_image`` is the signed crop of the current image (1, 3, h, w), ``crop_region`` its bool (1, 1, h, w) region
+Fill = Callable[[torch.Tensor, torch.Tensor, np.ndarray, tuple[int, int, int, int]], torch.Tensor]
+
+
+def latent(config: DPConfig, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One instance's latent code (1, z_dim), drawn on its own so batch sizes do not change it."""
+    return torch.randn(config.z_dim, generator=generator, device=generator.device).to(device)[None]
+
+
 def anonymize_image(model: UNetGenerator, image: torch.Tensor, mask: torch.Tensor, annotation: dict | None, config: DPConfig,
                     generator: torch.Generator, order: list[int] | None = None) -> torch.Tensor:
     """One uint8 (3, H, W) image with every instance of its (1, H, W) mask regenerated, recursively
     in ascending area (``order``, when given, receives each instance's area in stitching order)."""
     size = (config.height, config.width)
-    key = "keypoints" if config.pose == "body" else "landmarks"
-    people = person_keypoints(annotation, key, config.keypoints)
+    people = person_keypoints(annotation, config.points_key, config.keypoints)
+
+    def fill(crop_image: torch.Tensor, crop_region: torch.Tensor, grown: np.ndarray, box: tuple[int, int, int, int]) -> torch.Tensor:
+        small = resize(crop_image * (~crop_region), size)  # the region is removed before resampling
+        points = torch.from_numpy(to_crop_coordinates(instance_keypoints(people, grown, config.keypoints), box, size)).float()[None].to(image.device)
+        with torch.no_grad():
+            return generate(model, small, resize_mask(crop_region, size), points, latent(config, generator, image.device), config)[0]
+
+    return stitch(image, mask, config, fill, order)
+
+
+def stitch(image: torch.Tensor, mask: torch.Tensor, config: DPConfig, fill: Fill, order: list[int] | None = None) -> torch.Tensor:
+    """Regenerate every instance of the (1, H, W) mask of a uint8 (3, H, W) image with ``fill``, one at a
+    time in ascending area, each on the image holding the ones before it (DeepPrivacy2 Section 4.3),
+    pasting the result back only inside the dilated instance."""
     height, width = image.shape[-2:]
     current = image.clone()
     for part, grown, box in _regions(mask, config):
@@ -624,13 +722,7 @@ def anonymize_image(model: UNetGenerator, image: torch.Tensor, mask: torch.Tenso
         region = torch.from_numpy(grown).to(image.device)[None]
         crop_image = crop(to_signed(current), box)[None]
         crop_region = crop(region, box)[None]
-        small = resize(crop_image * (~crop_region), size)  # the region is removed before resampling
-        small_mask = resize_mask(crop_region, size)
-        points = torch.from_numpy(to_crop_coordinates(instance_keypoints(people, grown, config.keypoints), box, size)).float()[None].to(image.device)
-        z = torch.randn(config.z_dim, generator=generator, device=generator.device).to(image.device)[None]
-        with torch.no_grad():
-            fake, _ = generate(model, small, small_mask, points, z, config)
-        big = to_uint8(resize(fake, tuple(crop_image.shape[-2:])))[0]
+        big = to_uint8(resize(fill(crop_image, crop_region, grown, box), tuple(crop_image.shape[-2:])))[0]
         x0, y0, x1, y1 = box
         ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
         inside = crop_region[0, :, iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]

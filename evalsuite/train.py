@@ -170,7 +170,7 @@ def train(values: dict[str, Any]) -> dict[str, Any]:
     out = Path(values["out"]).expanduser()
     check_writable_folder(out, "out")
     anonymizer = build_anonymizer(values)
-    region = {"name": values["region"] or ("face" if anonymizer.config.pose == "face" else "body"),
+    region = {"name": values["region"] or anonymizer.region_name,
               "dilation": values["region.dilation"], "fallback": "image"}
     settings = {k: v for k, v in values.items() if not k.startswith("anonymizer.") and k != "out"}
     settings["anonymizer.steps"] = anonymizer.config.steps
@@ -216,9 +216,9 @@ def train(values: dict[str, Any]) -> dict[str, Any]:
             if step % 10 == 0 or step == steps:
                 pending.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
             if step % int(values["sample_every"]) == 0:
-                reporter.grid_png(trainer.generator, step)
+                reporter.grid_png(trainer.model, step)
             if step % int(values["fid_every"]) == 0 and step < steps:
-                pending.append({"step": step, "fid_random": reporter.fid(trainer.generator)})
+                pending.append({"step": step, "fid_random": reporter.fid(trainer.model)})
             if step % int(values["checkpoint_every"]) == 0 or step == steps:
                 _append_metrics(metrics_path, pending)
                 pending = []
@@ -226,9 +226,9 @@ def train(values: dict[str, Any]) -> dict[str, Any]:
             progress.set_postfix(l1=f"{losses['l1']:.3f}", g=f"{losses['g_adv']:.2f}", d=f"{losses['d_adv']:.2f}")
     if trainer.step == 0 or not checkpoint_path.exists():
         save_checkpoint()
-    fid = reporter.fid(trainer.generator)
-    grid = reporter.grid_png(trainer.generator, trainer.step)
-    anonymizer.use_generator(copy.deepcopy(trainer.generator))
+    fid = reporter.fid(trainer.model)
+    grid = reporter.grid_png(trainer.model, trainer.step)
+    anonymizer.use_generator(copy.deepcopy(trainer.model))
     with atomic_path(out / WEIGHTS_NAME) as tmp:
         save_state(anonymizer.state_dict(), tmp)
     config.update(steps_done=trainer.step, final={"fid_random_holdout": fid, "holdout_images": len(holdout), "train_images": len(train_set),

@@ -60,6 +60,7 @@ import inspect
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,8 +74,11 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError, did_you_mean
+from evalsuite.metrics.chance import closed_set_chance, verification_chance
 from evalsuite.metrics.items import item_scores_entry
+from evalsuite.metrics.roc import roc_points
 from evalsuite.metrics.identification import (
+    FPR_TARGETS,
     IDENTIFICATION_METRICS,
     identity_templates,
     top1_accuracy,
@@ -343,7 +347,10 @@ class FaceIdentification(Protocol):
         params = self.recognizer_params()
         factory = RECOGNIZERS.get(self.recognizer_name).factory
         key_data: dict[str, Any] = {"protocol": "face-identification", "version": self.version, "recognizer": self.recognizer_name,
-                                    "recognizer_version": getattr(factory, "version", None), "params": params}
+                                    "recognizer_version": getattr(factory, "version", None), "params": params,
+                                    # weight files named by a setting: a replaced file is another recognizer
+                                    "files": {k: [Path(v).expanduser().stat().st_size, Path(v).expanduser().stat().st_mtime_ns]
+                                              for k, v in params.items() if isinstance(v, str) and Path(v).expanduser().is_file()}}
         trainable = bool(getattr(factory, "trainable", False))
         if trainable:
             key_data.update(dataset=self.dataset_fingerprint(), train=enrol_key, seed=seed)
@@ -420,6 +427,7 @@ class FaceIdentification(Protocol):
             metrics=metrics,
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "embed_s": embed_s, "evaluate_s": evaluate_s},
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
-                   "chance_top1": 1.0 / len(self.identities), "recognizer": self.recognizer_name, "recognizer_key": recognizer_key,
+                   "chance": {**closed_set_chance(len(self.identities)), **verification_chance(FPR_TARGETS)}, "recognizer": self.recognizer_name, "recognizer_key": recognizer_key,
                    "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["probe"]])},
+            curves=roc_points(genuine, scores),
         )

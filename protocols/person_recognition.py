@@ -266,7 +266,7 @@ class PersonRecognition(Protocol):
             durations=durations,
             extra={
                 "num_train": len(self.samples["train"]), "num_enroll": len(self.samples["enroll"]), "num_test": len(self.samples["test"]),
-                "num_identities": identities, "chance": 1.0 / identities,
+                "num_identities": identities, "chance": {metric: 1.0 / identities for metric in METRIC_OF_REGION.values()},
                 "recognizer_keys": keys,
             },
         )

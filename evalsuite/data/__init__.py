@@ -4,6 +4,8 @@ Registered in :data:`evalsuite.registry.DATASETS`:
 
 - ``market1501``: a real Market-1501 folder (``dataset.root=/path/to/Market-1501-v15.09.15``),
   optionally with a user's annotation sidecar (``dataset.annotations=FILE``);
+- ``dukemtmc``, ``cuhk03``, ``msmt17``: the other re-id sets in torchreid's layouts
+  (:mod:`evalsuite.data.dukemtmc`, :mod:`evalsuite.data.cuhk03`, :mod:`evalsuite.data.msmt17`);
 - ``synthetic``: generated on first use into the run's ``cache_dir`` (passed by the protocol)
   or ``root``, then read by the same Market-1501 loader.
 """
@@ -21,6 +23,7 @@ from evalsuite.registry import DATASETS
 from evalsuite.data import faces, synthetic_faces  # noqa: F401,E402  (face-folder, celeba, utkface, synthetic-faces)
 from evalsuite.data import pipa  # noqa: F401,E402  (pipa: PIPA-style person recognition)
 from evalsuite.data import detection_datasets  # noqa: F401,E402  (coco, wider-face, synthetic-coco)
+from evalsuite.data import cuhk03, dukemtmc, msmt17  # noqa: F401,E402  (re-id sets in torchreid's layouts)
 
 DEFAULT_MARKET_ROOT = "data/Market-1501-v15.09.15"
 

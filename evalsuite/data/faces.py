@@ -23,8 +23,16 @@ any file given as ``sidecar=``) holding what the lists lack::
      "images": {"img_align_celeba/000001.jpg": {         # path relative to the dataset root
          "landmarks68": [[x, y] x 68],                   # iBUG 300-W / dlib order
          "landmarks7": [[x, y] x 7], "landmarks5": [[x, y] x 5],
-         "face_box": [x0, y0, x1, y1],
+         "face_box": [x0, y0, x1, y1],                   # or null: no face in this photo
          "attributes": {"age": 31, "gender": "female", "skin_tone": "medium", ...}}}}
+
+``"face_box": null`` marks a photo in which there is no face (a detector found none and the
+user agreed): every reader drops such photos, with one log line counting them, so that one
+faceless photo does not stop a face protocol. A missing ``face_box`` key means "not given"
+(the box then comes from the landmarks, or from detection).
+
+Images: any file Pillow decodes with one of :data:`IMAGE_EXTENSIONS` (JPEG, PNG, BMP, WebP,
+TIFF and the Netpbm formats, e.g. the AT&T faces' 8-bit ``.pgm``), turned into RGB.
 
 Landmark orders (pixels of the stored image, x right, y down; "left"/"right" as seen in the image):
 - 5 (CelebA): left eye centre, right eye centre, nose tip, left mouth corner, right mouth corner;
@@ -73,7 +81,7 @@ CELEBA_PARTITIONS = {"0": "train", "1": "val", "2": "test"}
 
 FACE_SIDECAR = "evalsuite_faces.json"
 FACE_SIDECAR_FORMAT = "evalsuite-faces/1"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm")
 LANDMARK_COUNTS = (5, 7, 68)
 
 UTK_PATTERN = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
@@ -219,6 +227,8 @@ def load_face_sidecar(path: str | Path) -> dict[str, dict[str, Any]]:
             if entry.get(f"landmarks{count}") is not None:
                 clean["landmarks"][count] = _points(entry[f"landmarks{count}"], count, f"{where} landmarks{count}")
         box = entry.get("face_box")
+        if "face_box" in entry and box is None:
+            clean["no_face"] = True
         if box is not None:
             if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box) and box[2] > box[0] and box[3] > box[1]):
                 raise UserError(f"{where} face_box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {box!r}")
@@ -231,11 +241,13 @@ def load_face_sidecar(path: str | Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _merge_sidecar(samples: list[FaceSample], root: Path, sidecar: str | Path | None) -> None:
+def _merge_sidecar(samples: list[FaceSample], root: Path, sidecar: str | Path | None) -> list[FaceSample]:
+    """Merge the sidecars into ``samples``; the samples left once those marked ``face_box: null`` are dropped."""
     sources = [root / FACE_SIDECAR] if (root / FACE_SIDECAR).is_file() else []
     if sidecar is not None:
         sources.append(Path(sidecar).expanduser().absolute())
     by_key = {s.relpath: s for s in samples}
+    faceless: set[str] = set()
     for source in sources:
         unmatched = 0
         for key, entry in load_face_sidecar(source).items():
@@ -246,9 +258,15 @@ def _merge_sidecar(samples: list[FaceSample], root: Path, sidecar: str | Path | 
             sample.landmarks.update(entry["landmarks"])
             if "face_box" in entry:
                 sample.face_box = entry["face_box"]
+                faceless.discard(key)  # a later sidecar's box overrides an earlier "no face"
+            if entry.get("no_face"):
+                faceless.add(key)
             sample.attributes.update(entry["attributes"])
         if unmatched:
             log.warning("%d entries of %s match no image of %s", unmatched, source, root)
+    if faceless:
+        log.warning("skipped %d of %d photos of %s that a sidecar marks as having no face (face_box: null)", len(faceless), len(samples), root)
+    return [s for s in samples if s.relpath not in faceless]
 
 
 # --------------------------------------------------------------------------- folder per identity
@@ -274,8 +292,14 @@ def load_face_folder(root: str | Path, sidecar: str | Path | None = None, name: 
         samples += [FaceSample(path=str(p), identity=folder.name, root=str(root)) for p in images]
     if not samples:
         raise UserError(f"face folder dataset {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}); {hint}")
-    _merge_sidecar(samples, root, sidecar)
+    samples = _kept(_merge_sidecar(samples, root, sidecar), root)
     return FaceDataset(name=name, root=str(root), samples=samples, has_identities=True, attribute_names=_attribute_names(samples))
+
+
+def _kept(samples: list[FaceSample], root: Path) -> list[FaceSample]:
+    if not samples:
+        raise UserError(f"every photo of {root} is marked as having no face (face_box: null) in its sidecar; nothing is left to evaluate")
+    return samples
 
 
 def _attribute_names(samples: list[FaceSample]) -> tuple[str, ...]:
@@ -365,7 +389,7 @@ def load_celeba(root: str | Path, sidecar: str | Path | None = None, name: str =
                 raise UserError(f"{root / CELEBA_PARTITION}:{lineno}: expected '<file> 0|1|2', found {' '.join(row)!r}; replace it with CelebA's original file")
             if row[0] in by_name:
                 by_name[row[0]].split = CELEBA_PARTITIONS[row[1]]
-    _merge_sidecar(samples, root, sidecar)
+    samples = _kept(_merge_sidecar(samples, root, sidecar), root)
     names = attribute_names + tuple(n for n in _attribute_names(samples) if n not in attribute_names)
     return FaceDataset(name=name, root=str(root), samples=samples, has_identities=True, attribute_names=names)
 
@@ -408,7 +432,7 @@ def load_utkface(root: str | Path, skip_malformed: bool = False, sidecar: str | 
         log.warning("skipped %d UTKFace files whose names do not follow %s", skipped, UTK_EXPECTED)
     if not samples:
         raise UserError(f"UTKFace folder {root} holds no images named {UTK_EXPECTED}")
-    _merge_sidecar(samples, root, sidecar)
+    samples = _kept(_merge_sidecar(samples, root, sidecar), root)
     return FaceDataset(name=name, root=str(root), samples=samples, has_identities=False, attribute_names=_attribute_names(samples))
 
 

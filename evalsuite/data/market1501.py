@@ -27,6 +27,7 @@ import json
 import logging
 import re
 from numbers import Real
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,18 @@ def decode_rgb(path: str | Path) -> np.ndarray:
     Pillow decodes (the same libjpeg-turbo pixels as ``cv2.imread``, EXIF orientation applied
     as ``cv2.imread`` does) and, unlike OpenCV, refuses a truncated file instead of filling
     the missing rows with gray (``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False).
+    16-bit grayscale files are scaled to 8 bits (0..65535 -> 0..255), not clipped.
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated files would pass as gray; set it to False")
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.exif_transpose(image)
+            if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit gray (PGM, TIFF): convert() would clip at 255
+                wide = np.asarray(image).astype(np.float64)
+                image = Image.fromarray(np.clip(np.round(wide * (255 / 65535)), 0, 255).astype(np.uint8), "L")
+            rgb = image.convert("RGB")
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -85,30 +91,35 @@ def read_image(path: str | Path) -> np.ndarray:
 
 # --------------------------------------------------------------------------- layout
 
+def find_data_dir(root: str | Path, required: Sequence[str], nested: Sequence[str], label: str, hint: str) -> Path:
+    """The first of ``root`` and ``root/<nested>`` that holds every ``required`` folder or file;
+    one UserError line naming what is missing where (and ``hint``) otherwise."""
+    given = Path(root).expanduser().absolute()
+    candidates = [given, *(given / n for n in nested)]
+    for candidate in candidates:
+        if all((candidate / r).exists() for r in required):
+            return candidate
+    if not given.is_dir():
+        raise UserError(f"{label} not found: {given} does not exist; {hint}")
+    partial = next((c for c in candidates if any((c / r).exists() for r in required)), None)
+    if partial is not None:
+        missing = ", ".join(r for r in required if not (partial / r).exists())
+        raise UserError(f"{label} folder {partial} lacks {missing}; {hint}")
+    elsewhere = f" or {given / nested[0]}" if nested else ""
+    raise UserError(f"{label} not found: no {'/'.join(required)} in {given}{elsewhere}; {hint}")
+
+
 def resolve_root(root: str | Path) -> Path:
     """The folder holding the split folders: ``root`` itself or ``root/Market-1501-v15.09.15``.
 
     torchreid's own layout (``<root>/market1501/Market-1501-v15.09.15``) is accepted too.
     """
-    given = Path(root).expanduser().absolute()
-    candidates = [given, given / DATASET_DIRNAME, given / "market1501" / DATASET_DIRNAME, given / "market1501"]
-    for candidate in candidates:
-        if all((candidate / folder).is_dir() for _, folder, _ in SPLIT_DIRS):
-            return candidate
-    if not given.is_dir():
-        raise UserError(f"Market-1501 not found: {given} does not exist; {HINT}")
-    partial = next((c for c in candidates if any((c / f).is_dir() for _, f, _ in SPLIT_DIRS)), None)
-    if partial is not None:
-        missing = ", ".join(f for _, f, _ in SPLIT_DIRS if not (partial / f).is_dir())
-        raise UserError(f"Market-1501 folder {partial} lacks {missing}; {HINT}")
-    raise UserError(
-        f"Market-1501 not found: no bounding_box_train/query/bounding_box_test folders in {given} "
-        f"or {given / DATASET_DIRNAME}; {HINT}"
-    )
+    nested = (DATASET_DIRNAME, f"market1501/{DATASET_DIRNAME}", "market1501")
+    return find_data_dir(root, [folder for _, folder, _ in SPLIT_DIRS], nested, "Market-1501", HINT)
 
 
-def parse_name(path: str | Path) -> tuple[int, int]:
-    """(pid, 1-based camera id) from a Market-1501 file name; UserError when it does not parse."""
+def parse_name(path: str | Path, label: str = "Market-1501", expected: str = EXPECTED_NAME) -> tuple[int, int]:
+    """(pid, 1-based camera id) from a Market-1501-style file name; UserError when it does not parse."""
     name = Path(path).name
     match = NAME_PATTERN.search(name)
     try:
@@ -116,27 +127,36 @@ def parse_name(path: str | Path) -> tuple[int, int]:
             raise ValueError
         pid, camid = int(match.group(1)), int(match.group(2))
     except ValueError:
-        raise UserError(f"unexpected Market-1501 file name {path}: expected {EXPECTED_NAME}") from None
+        raise UserError(f"unexpected {label} file name {path}: expected {expected}") from None
     if pid < JUNK_PID or camid < 1:
-        raise UserError(f"unexpected Market-1501 file name {path}: pid >= -1 and camera >= 1 expected in {EXPECTED_NAME}")
+        raise UserError(f"unexpected {label} file name {path}: pid >= -1 and camera >= 1 expected in {expected}")
     return pid, camid
+
+
+def scan_dir(dir_path: str | Path, label: str = "Market-1501", expected: str = EXPECTED_NAME, pattern: str = "*.jpg") -> list[tuple[Path, int, int]]:
+    """(path, pid, 0-based camera) of the ``pattern`` files of a split folder named like
+    Market-1501's, junk (pid -1) dropped, sorted by path; UserError when none is left."""
+    dir_path = Path(dir_path)
+    paths = sorted(dir_path.glob(pattern))
+    if not paths:
+        raise UserError(f"{label} split folder {dir_path} has no {pattern} images named {expected}")
+    parsed = [(p, *parse_name(p, label, expected)) for p in paths]
+    kept = [(p, pid, cam - 1) for p, pid, cam in parsed if pid != JUNK_PID]
+    if not kept:
+        raise UserError(f"{label} split folder {dir_path} holds only junk (pid -1) images")
+    return kept
+
+
+def relabel_map(pids: Iterable[int]) -> dict[int, int]:
+    """pid -> 0..N-1 in ascending pid order (torchreid's ``pid2label`` of the training split)."""
+    return {pid: label for label, pid in enumerate(sorted(set(pids)))}
 
 
 def process_dir(dir_path: str | Path, split: str, relabel: bool) -> list[Sample]:
     """torchreid's ``Market1501.process_dir`` as Samples (sorted by path)."""
-    dir_path = Path(dir_path)
-    paths = sorted(dir_path.glob("*.jpg"))
-    if not paths:
-        raise UserError(f"Market-1501 split folder {dir_path} has no *.jpg images named {EXPECTED_NAME}")
-    parsed = [(p, *parse_name(p)) for p in paths]
-    kept = [(p, pid, cam) for p, pid, cam in parsed if pid != JUNK_PID]
-    if not kept:
-        raise UserError(f"Market-1501 split folder {dir_path} holds only junk (pid -1) images")
-    pid2label = {pid: label for label, pid in enumerate(sorted({pid for _, pid, _ in kept}))}
-    return [
-        Sample(path=str(p), pid=pid2label[pid] if relabel else pid, camid=cam - 1, split=split)
-        for p, pid, cam in kept
-    ]
+    kept = scan_dir(dir_path)
+    pid2label = relabel_map(pid for _, pid, _ in kept)
+    return [Sample(path=str(p), pid=pid2label[pid] if relabel else pid, camid=cam, split=split) for p, pid, cam in kept]
 
 
 # --------------------------------------------------------------------------- annotations
@@ -224,14 +244,17 @@ def load_annotations(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def _merge_annotations(dataset: ReidDataset, table: dict[str, dict[str, Any]], source: Path) -> None:
-    samples = {s.relpath: s for split in ("train", "query", "gallery") for s in dataset.split(split)}
+    samples: dict[str, list[Sample]] = {}
+    for split in ("train", "query", "gallery"):
+        for s in dataset.split(split):
+            samples.setdefault(s.relpath, []).append(s)  # a file may be in two splits (CUHK03's classic query = gallery)
     unmatched = 0
     for key, entry in table.items():
-        sample = samples.get(key)
-        if sample is None:
+        if key not in samples:
             unmatched += 1
             continue
-        sample.annotations.update(entry)
+        for sample in samples[key]:
+            sample.annotations.update(entry)
     if unmatched:
         log.warning("%d of %d annotation entries in %s match no loaded image (junk or unknown keys)",
                     unmatched, len(table), source)
@@ -249,10 +272,17 @@ def load_market1501(root: str | Path, annotations: str | Path | None = None, nam
     data_dir = resolve_root(root)
     splits = {split: process_dir(data_dir / folder, split, relabel) for split, folder, relabel in SPLIT_DIRS}
     dataset = ReidDataset(name=name, root=str(data_dir), train=splits["train"], query=splits["query"], gallery=splits["gallery"])
+    attach_sidecars(dataset, annotations)
+    log.info("%s (from %s)", dataset.summary(), data_dir)
+    return dataset
+
+
+def attach_sidecars(dataset: ReidDataset, annotations: str | Path | None = None) -> None:
+    """Merge ``<dataset.root>/evalsuite_annotations.json`` (when present), then ``annotations``
+    on top of it, into the samples' annotations (keys: :attr:`Sample.relpath`)."""
+    data_dir = Path(dataset.root)
     sources = [data_dir / SIDECAR_NAME] if (data_dir / SIDECAR_NAME).is_file() else []
     if annotations is not None:
         sources.append(Path(annotations).expanduser().absolute())
     for source in sources:
         _merge_annotations(dataset, load_annotations(source), source)
-    log.info("%s (from %s)", dataset.summary(), data_dir)
-    return dataset

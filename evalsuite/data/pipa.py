@@ -46,7 +46,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evalsuite.data.market1501 import read_image
-from evalsuite.data.types import ReidDataset, Sample
+from evalsuite.data.reid_common import read_reid_image
+from evalsuite.data.types import ReidDataset, ReidImage, Sample
 from evalsuite.errors import UserError
 from evalsuite.registry import DATASETS
 
@@ -140,9 +141,12 @@ def crop_person(photo: np.ndarray, head: Sequence[float], height: int, width: in
 
 
 def read_person_image(sample: Sample) -> np.ndarray:
-    """A sample's image as uint8 H x W x 3 RGB: the body crop for a :class:`PersonCrop`, else the file."""
+    """A sample's image as uint8 H x W x 3 RGB: the body crop for a :class:`PersonCrop`, the
+    resized file for a :class:`ReidImage` (DukeMTMC-reID, CUHK03, MSMT17), else the file."""
     if isinstance(sample, PersonCrop):
         return crop_person(read_image(sample.path), sample.photo_box, *sample.size)
+    if isinstance(sample, ReidImage):
+        return read_reid_image(sample)
     return read_image(sample.path)
 
 

@@ -38,6 +38,20 @@ class Sample:
 
 
 @dataclass
+class ReidImage(Sample):
+    """A re-id image whose sidecar key is its path under the dataset folder (``key``, e.g.
+    MSMT17's ``train/0000/0000_000_01_0303morning_0015_0.jpg``, where the folder name alone is
+    not unique) and that is resized to ``size`` = (height, width) when read (None: as stored)."""
+
+    key: str = ""
+    size: tuple[int, int] | None = None
+
+    @property
+    def relpath(self) -> str:
+        return self.key or Sample.relpath.fget(self)  # type: ignore[attr-defined]
+
+
+@dataclass
 class ReidDataset:
     """Train / query / gallery lists in torchreid's conventions (train pids relabelled 0..N-1)."""
 
