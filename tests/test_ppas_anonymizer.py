@@ -9,17 +9,10 @@ from anonymizers.base import load_state_file, save_state
 from anonymizers.ppas import PPASAnonymizer, PPASConfig, StarGANTrainer, instance_crops, one_hot
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS, load_all
-from evalsuite.threads import limit_threads
 
 TINY = dict(quasi_identifiers=["hair", "glasses"], sensitive=["male"], k=3, l=1.5, t=0.4, epsilon=2.0, size=16, channels=4, blocks=1,
             d_depth=2, steps=4, batch_size=4, classifier_epochs=2, classifier_width=4)
 HAIR = {"black": (20, 20, 20), "blond": (230, 200, 90), "brown": (120, 70, 30)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
 
 
 def faces(n: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from anonymizers.uap import UniversalPerturbation, apply_perturbation, load_surrogate, save_surrogate, train_surrogate
 from evalsuite.errors import UserError
-from evalsuite.threads import limit_threads
 
 SURROGATE = dict(surrogate_epochs=30, surrogate_width=4, surrogate_input_size=24)
 SMALL = dict(eps=10.0, max_passes=3, max_images=32, deepfool_steps=8, candidates=4, **SURROGATE)
@@ -39,14 +38,8 @@ def data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     return images, masks, [{"identity": f"person{c}"} for c in labels]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with limit_threads(1):
-        yield
-
-
 @pytest.fixture(scope="module")
-def fitted(one_thread) -> UniversalPerturbation:
+def fitted() -> UniversalPerturbation:
     images, masks, annotations = data()
     return UniversalPerturbation(**SMALL).fit(images, masks, annotations, seed=3)
 
