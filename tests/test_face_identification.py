@@ -10,7 +10,8 @@ import pytest
 from evalsuite.cli import main
 from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError
-from protocols.face_identification import FaceIdentification, closed_set_split
+from evalsuite.closed_set import closed_set_split, fit_groups, joint_order
+from protocols.face_identification import FaceIdentification
 
 TINY = [
     "protocol=face-identification",
@@ -173,26 +174,21 @@ def test_split_refuses_too_few_identities() -> None:
 
 
 def test_distinct_fit_groups_hold_one_image_per_identity() -> None:
-    proto = FaceIdentification.__new__(FaceIdentification)
-    proto.cfg = type("C", (), {"fit_groups": "distinct"})()
     labels = np.array([0, 0, 1, 2, 1, 0, 2, 2, 2])
-    groups = proto.fit_groups(labels)
+    groups = fit_groups(labels, "distinct")
     assert sorted(np.concatenate(groups).tolist()) == list(range(len(labels)))
     assert all(len(set(labels[g].tolist())) == len(g) for g in groups)
     assert [len(g) for g in groups] == [3, 3, 2, 1]
-    proto.cfg.fit_groups = "split"
-    assert [len(g) for g in proto.fit_groups(labels)] == [9]
+    assert [len(g) for g in fit_groups(labels, "split")] == [9]
 
 
 def test_parrot_joint_groups_mix_enrolment_and_probe_faces() -> None:
-    proto = FaceIdentification.__new__(FaceIdentification)
-    proto.cfg = type("C", (), {"fit_groups": "distinct"})()
     enrol, probe = np.repeat(np.arange(4), 3), np.repeat(np.arange(4), 2)
     labels = np.concatenate([enrol, probe])
-    groups = proto.fit_groups(labels, FaceIdentification.joint_order(enrol, probe))
+    groups = fit_groups(labels, "distinct", joint_order(enrol, probe))
     is_probe = np.arange(len(labels)) >= len(enrol)
     assert sorted(np.concatenate(groups).tolist()) == list(range(len(labels)))
     assert all(len(set(labels[g].tolist())) == len(g) for g in groups)  # still one image per identity
     assert all(is_probe[g].any() and not is_probe[g].all() for g in groups[:4])  # enrolment and probe faces together
     # without the joint order every group would be enrolment-only or probe-only
-    assert all(is_probe[g].all() or not is_probe[g].any() for g in proto.fit_groups(labels))
+    assert all(is_probe[g].all() or not is_probe[g].any() for g in fit_groups(labels, "distinct"))
