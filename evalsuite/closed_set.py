@@ -20,7 +20,7 @@ that every group mixes enrolment faces of some people with probe faces of others
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -63,6 +63,15 @@ def closed_set_split(dataset: FaceDataset, enrol_fraction: float, seed: int, min
         enrol += order[:n_enrol]
         probe += order[n_enrol:]
     return enrol, probe, names
+
+
+def shared_identities(gallery: Sequence[Any], query: Sequence[Any]) -> tuple[list[Any], list[Any], set[Any]]:
+    """(gallery samples of identities that have queries, queries of identities in that gallery,
+    those identities): a closed set cut from a re-id style gallery / query pair (by ``pid``)."""
+    queried = {s.pid for s in query}
+    kept = [s for s in gallery if s.pid in queried]
+    enrolled = {s.pid for s in kept}
+    return kept, [s for s in query if s.pid in enrolled], enrolled
 
 
 def fit_groups(labels: np.ndarray, mode: str, order: np.ndarray | None = None) -> list[np.ndarray]:

@@ -8,6 +8,8 @@ probe faces is anonymized and a face recognizer (``recognizer.name``: ``cnn`` tr
 **Split rule** (closed set; ``split.*``, :func:`evalsuite.closed_set.closed_set_split`): each
 identity's images are split by a seeded shuffle into *enrolment* and *probe* images
 (``split.enrol_fraction``); the split depends on ``split.*`` only, never on the run seed.
+The enrolment images are the ``gallery`` set, the probes the ``query`` set (:mod:`evalsuite.splits`);
+``split.partitions`` names the dataset partitions (splits) to draw from.
 
 **Attacker.** The recognizer is trained on the enrolment images (trainable recognizers; a
 pretrained one only embeds), a scikit-learn classifier (``classifier.name``: ``logistic``
@@ -73,6 +75,7 @@ from evalsuite.metrics.identification import (
 from evalsuite.pipeline import AnonymizedSet, AnonymizedSets, ImageSet, face_crop_settings
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
+from evalsuite.splits import check_splits, dataset_splits
 from evalsuite.trained_models import Memo
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ANONYMIZERS: list[Any] = [
     "none", "blur5", "blur15", "blur25", "pixelate5", "pixelate15", "pixelate25", "mask", "ksame-pixel",  # ksame-pixel: k=10 by default
 ]
-SETS = ("enrol", "probe")
+SETS = ("gallery", "query")  # evalsuite.splits: gallery = the enrolment images, query = the probes
 
 
 @PROTOCOLS.register("face-identification", description="closed-set face identification + verification under naive / adaptive / parrot attackers (UP-GAN Table 1)")
@@ -89,7 +92,7 @@ class FaceIdentification(Protocol):
     metrics = IDENTIFICATION_METRICS
     dataset_aliases = {"synthetic": "synthetic-faces"}
     table_metrics = IDENTIFICATION_METRICS
-    sample_set = "probe"
+    sample_set = "query"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -138,15 +141,15 @@ class FaceIdentification(Protocol):
                             "(UTKFace serves attribute-utility protocols)")
         self.dataset = dataset
         split = self.cfg.split
-        enrol, probe, self.identities = closed_set_split(
+        gallery, query, self.identities = closed_set_split(
             dataset, float(split.enrol_fraction), int(split.seed), int(split.min_images),
             None if split.max_identities is None else int(split.max_identities),
             None if split.max_images_per_identity is None else int(split.max_images_per_identity),
-            None if split.partitions is None else [str(p) for p in split.partitions],
+            None if split.partitions is None else check_splits(list(split.partitions), dataset_splits(dataset), f"dataset {dataset.name}", "split.partitions"),
         )
         index = {name: i for i, name in enumerate(self.identities)}
-        self.samples = {"enrol": enrol, "probe": probe}
-        log.info("%s; closed set: %d identities, %d enrolment / %d probe images", dataset.summary(), len(self.identities), len(enrol), len(probe))
+        self.samples = {"gallery": gallery, "query": query}
+        log.info("%s; closed set: %d identities, %d gallery (enrolment) / %d query (probe) images", dataset.summary(), len(self.identities), len(gallery), len(query))
         region = {"name": str(self.cfg.region.name), "dilation": int(self.cfg.region.dilation), "fallback": "error"}
         for name, samples in self.samples.items():
             self.labels[name] = np.array([index[s.identity] for s in samples], dtype=np.int64)
@@ -166,7 +169,7 @@ class FaceIdentification(Protocol):
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, which: str, spec: AnonymizerSpec, seed: int, joint: bool = False) -> tuple[torch.Tensor, str]:
-        """The ``enrol`` or ``probe`` set anonymized by ``spec`` (the shared pipeline, cached) and its key.
+        """The ``gallery`` (enrolment) or ``query`` (probe) set anonymized by ``spec`` (the shared pipeline, cached) and its key.
 
         ``joint``: anonymized together with the other set (the parrot attack); only matters
         for anonymizers fitted on the set they anonymize or stochastic ones. Anonymizers
@@ -176,17 +179,17 @@ class FaceIdentification(Protocol):
         if spec.is_identity:
             return self.images[which], f"clean-{which}"
         if joint and (sets.fits_per_set(spec) or spec.stochastic):
-            both = ImageSet.concat("enrol+probe", [self.sets[s] for s in SETS])
+            both = ImageSet.concat("gallery+query", [self.sets[s] for s in SETS])
             labels = np.concatenate([self.labels[s] for s in SETS])
-            groups = self.anonymizer_groups(spec, labels, joint_order(self.labels["enrol"], self.labels["probe"]))
-            result = sets.get(both, spec, seed, train=self.sets["enrol"], groups=groups)
-            n = len(self.sets["enrol"])
-            return (result.images[:n] if which == "enrol" else result.images[n:]), f"{result.key}-{which}"
-        result = sets.get(self.sets[which], spec, seed, train=self.sets["enrol"], groups=self.anonymizer_groups(spec, self.labels[which]))
+            groups = self.anonymizer_groups(spec, labels, joint_order(self.labels["gallery"], self.labels["query"]))
+            result = sets.get(both, spec, seed, train=self.sets["gallery"], groups=groups)
+            n = len(self.sets["gallery"])
+            return (result.images[:n] if which == "gallery" else result.images[n:]), f"{result.key}-{which}"
+        result = sets.get(self.sets[which], spec, seed, train=self.sets["gallery"], groups=self.anonymizer_groups(spec, self.labels[which]))
         return result.images, result.key
 
     def sample_output(self, name: str, spec: AnonymizerSpec, seed: int) -> AnonymizedSet:
-        """Run samples: the probe set anonymized on its own (as the naive and adaptive cells use it)."""
+        """Run samples: the query (probe) set anonymized on its own (as the naive and adaptive cells use it)."""
         images, key = self.anonymized(name, spec, seed)
         return AnonymizedSet(images, None, key)
 
@@ -202,7 +205,7 @@ class FaceIdentification(Protocol):
         """The identity classifier fitted on the enrolment embeddings (once per recognizer, enrolment set and seed)."""
         cfg = self.cfg.classifier
         return self._classifiers.get((recognizer_key, enrol_key, seed), lambda: fit_identity_classifier(
-            str(cfg.name), float(cfg.C), int(cfg.max_iter), seed, enrol_emb, self.labels["enrol"]))
+            str(cfg.name), float(cfg.C), int(cfg.max_iter), seed, enrol_emb, self.labels["gallery"]))
 
     # ---------------------------------------------------------------- one grid cell
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
@@ -210,21 +213,21 @@ class FaceIdentification(Protocol):
         timer = time.perf_counter()
         clean = attack.train == "clean" or anonymizer.is_identity
         joint = attack.gallery == "anonymized"
-        probe, probe_key = self.anonymized("probe", anonymizer, seed, joint=joint and not clean)
+        probe, probe_key = self.anonymized("query", anonymizer, seed, joint=joint and not clean)
         if clean:
-            enrol, enrol_key = self.images["enrol"], "clean-enrol"
+            enrol, enrol_key = self.images["gallery"], "clean-gallery"
         else:
-            enrol, enrol_key = self.anonymized("enrol", anonymizer, seed, joint=joint)
+            enrol, enrol_key = self.anonymized("gallery", anonymizer, seed, joint=joint)
         anonymize_s = time.perf_counter() - timer
         recognizer, recognizer_key, train_s = self.recognizer.trained(
             {"protocol": "face-identification", "version": self.version}, {"dataset": self.dataset_fingerprint(), "train": enrol_key},
-            enrol, self.labels["enrol"], seed)
+            enrol, self.labels["gallery"], seed)
         timer = time.perf_counter()
         enrol_emb = self.recognizer.embed(recognizer, recognizer_key, enrol, enrol_key)
         probe_emb = self.recognizer.embed(recognizer, recognizer_key, probe, probe_key)
         embed_s = time.perf_counter() - timer
         timer = time.perf_counter()
-        y_enrol, y_probe = self.labels["enrol"], self.labels["probe"]
+        y_enrol, y_probe = self.labels["gallery"], self.labels["query"]
         # single-threaded BLAS: these problems are small, and spinning BLAS threads on a busy
         # machine made a 0.1 s fit take seconds
         with threadpool_limits(limits=1, user_api="blas"):
@@ -241,5 +244,5 @@ class FaceIdentification(Protocol):
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "embed_s": embed_s, "evaluate_s": evaluate_s},
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
                    "chance_top1": 1.0 / len(self.identities), "recognizer": self.recognizer.name, "recognizer_key": recognizer_key,
-                   "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["probe"]])},
+                   "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["query"]])},
         )

@@ -134,9 +134,9 @@ def test_face_region_masks_the_landmark_box(cache: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("EVALSUITE_CACHE", str(cache))
     proto = FaceIdentification(compose([*TINY, "region.name=face", "region.dilation=1"]), Cache(cache))
     proto.prepare()
-    masks = proto.masks["probe"]
+    masks = proto.masks["query"]
     assert masks.shape == (12, 1, 32, 32) and 0.2 < masks.float().mean() < 0.9  # the face, not the whole crop
-    for sample, mask in zip(proto.samples["probe"], masks[:, 0]):
+    for sample, mask in zip(proto.samples["query"], masks[:, 0]):
         pts = np.array(sample.landmarks[68])
         x0, y0 = np.floor(pts.min(axis=0)).astype(int)
         x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
