@@ -77,3 +77,24 @@ def dataset_splits(dataset: Any) -> list[str]:
     if isinstance(dataset, FaceDataset):
         return [s for s in SPLITS if any(sample.split == s for sample in dataset.samples)]
     return []
+
+
+def train_and_rest(samples: Sequence[Any], train_splits: Iterable[str]) -> tuple[list[Any], list[Any], str]:
+    """(training samples, the others, how they were split) of a dataset without a gallery / query
+    split (face datasets): samples whose ``split`` is in ``train_splits`` vs the rest; without
+    partitions, identities (files, for datasets without identities) go to one side or the other
+    by a hash, about half each."""
+    import hashlib
+
+    names = {str(n) for n in train_splits}
+    partitioned = any(s.split for s in samples)
+    train: list[Any] = []
+    rest: list[Any] = []
+    for sample in samples:
+        if partitioned:
+            in_train = sample.split in names
+        else:
+            name = sample.identity if sample.identity is not None else sample.relpath
+            in_train = int(hashlib.sha1(str(name).encode()).hexdigest()[:8], 16) % 2 == 0
+        (train if in_train else rest).append(sample)
+    return train, rest, f"splits {sorted(names)} vs the rest" if partitioned else "identities split in halves by a hash"
