@@ -76,6 +76,44 @@ def test_code_version_follows_the_source_file(tmp_path, monkeypatch):
     assert component_version(importlib.import_module("my_anon").Mine) != first
 
 
+
+def test_code_version_follows_the_helper_modules_it_imports(tmp_path, monkeypatch):
+    """A plugin package: editing the helper module its anonymizer imports changes the version;
+    editing a module it does not import does not."""
+    import importlib
+    import sys
+
+    from anonymizers import base
+
+    package = tmp_path / "my_plugin_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def invert(i):\n    return 255 - i\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    (package / "anon.py").write_text("from anonymizers.base import Anonymizer\nfrom .helpers import invert\n"
+                                     "class Mine(Anonymizer):\n    def _anonymize_region(self, i, m, a, g):\n        return invert(i)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_VERSIONS", {})
+
+    def version() -> str:
+        for name in [m for m in sys.modules if m.startswith("my_plugin_pkg")]:
+            del sys.modules[name]
+        base._VERSIONS.clear()
+        return base.component_version(importlib.import_module("my_plugin_pkg.anon").Mine)
+
+    first = version()
+    assert package / "helpers.py" in base.imported_project_files(["my_plugin_pkg.anon"])
+    (package / "unrelated.py").write_text("X = 2\n")
+    assert version() == first
+    (package / "helpers.py").write_text("def invert(i):\n    return 254 - i  # a fix\n")
+    assert version() != first
+
+
+def test_builtin_code_versions_cover_anonymizers_helpers():
+    from anonymizers.base import imported_project_files
+
+    assert any(p.name == "regionwise.py" for p in imported_project_files(["anonymizers.blur"]))
+
 def test_fit_on_train_fits_once_caches_state_and_refuses_without_train(tmp_path):
     from evalsuite.components import AnonymizerSpec
 
