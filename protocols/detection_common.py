@@ -21,27 +21,23 @@ from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
-from evalsuite.data.market1501 import read_image
-from evalsuite.detection.instances import REGION_NAMES, anonymize_instances, image_generator, instance_regions, resolve_region
-from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, predict, train_detector
+from evalsuite.detection.instances import REGION_NAMES, resolve_region
+from evalsuite.detection.scenes import Scenes, fits_in_memory, memoized
+from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
-from evalsuite.pipeline import refuse_declarations
+from evalsuite.pipeline import Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
-from evalsuite.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: bump when training or detection changes in a way the cache keys do not capture
 TRAINER_VERSION = 1
-#: splits whose decoded images take at most this many bytes are decoded once and kept in memory
-MEMORY_BYTES = 2 * 1024**3
 #: image size (short side, long side cap) of trained detectors on datasets of mixed sizes
 MIXED_SIZE_DEFAULT = (800, 1333)
 DETECTION_DATASETS = "coco, wider-face or synthetic (synthetic-coco)"
@@ -80,10 +76,10 @@ class DetectionProtocol(Protocol):
         self.splits: dict[str, DetectionSplit] = {}
         self.region = "auto"
         self.dilation = 0
-        self._images: dict[str, list[torch.Tensor]] = {}
+        self.scenes = Scenes(self.splits, self.device)
+        self.artifacts = Artifacts(cache)
         self._fingerprint: dict[str, Any] | None = None
         self._models: dict[str, nn.Module] = {}
-        self._in_memory: dict[str, bool] = {}
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -149,31 +145,11 @@ class DetectionProtocol(Protocol):
     # ---------------------------------------------------------------- images
     def image(self, split: str, index: int) -> torch.Tensor:
         """Image ``index`` of ``split`` as uint8 (3, H, W); small splits stay in memory."""
-        data = self.splits[split]
-        cached = self._images.get(split)
-        if cached is not None and cached[index] is not None:
-            return cached[index]
-        info = data.images[index]
-        array = read_image(data.image_path(info))
-        if array.shape[:2] != (info["height"], info["width"]):
-            raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-        if self._in_memory.setdefault(split, fits_in_memory(data)):
-            self._images.setdefault(split, [None] * len(data.images))[index] = tensor  # type: ignore[list-item]
-        return tensor
+        return self.scenes.image(split, index)
 
     def anonymized_image(self, split: str, index: int, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
         """Image ``index`` of ``split`` with every instance of the region anonymized by ``spec``."""
-        image = self.image(split, index)
-        if spec.is_identity:
-            return image
-        data = self.splits[split]
-        info = data.images[index]
-        regions = instance_regions(data, info, self.region, self.dilation)
-        if not regions:
-            return image
-        generator = image_generator(seed, info["id"]) if spec.stochastic else None
-        return anonymize_instances(spec.anonymizer, image.to(self.device), regions, generator).cpu()
+        return self.scenes.anonymized(split, index, spec, seed, self.region, self.dilation)
 
     # ---------------------------------------------------------------- trained detectors
     def trainable_config(self) -> TrainableConfig:
@@ -202,18 +178,7 @@ class DetectionProtocol(Protocol):
         return MIXED_SIZE_DEFAULT
 
     def target(self, split: str, index: int, categories: list[str]) -> dict[str, torch.Tensor]:
-        """Training target of one image: xyxy boxes and 1-based labels of its non-crowd objects."""
-        data = self.splits[split]
-        label_of = {data.category_id(name): i + 1 for i, name in enumerate(categories)}
-        boxes, labels = [], []
-        for ann in data.annotations(data.images[index]["id"]):
-            label = label_of.get(ann["category_id"])
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            if label is None or ann.get("iscrowd", 0) or w < 1 or h < 1:
-                continue
-            boxes.append([x, y, x + w, y + h])
-            labels.append(label)
-        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64)}
+        return self.scenes.target(split, index, categories)
 
     def detector_key(self, source: dict[str, Any], seed: int) -> str:
         cfg = self.trainable_config()
@@ -235,24 +200,25 @@ class DetectionProtocol(Protocol):
         train = self.splits["train"]
         torch.manual_seed(seed)
         model = build_detector(cfg, len(categories), self.image_size(cfg, train))
-        path = self.cache.path("detectors", key, ".pt")
         started = time.perf_counter()
-        if path.exists():
+
+        def load(path: Any) -> nn.Module:
             model.load_state_dict(load_state_dict(path, f"the cached detector {path}"))
-            model.to(self.device).eval()
-        else:
+            return model.to(self.device).eval()
+
+        def train_model() -> nn.Module:
             if clean:
                 sample: Callable[[int], Any] = lambda i: (self.image("train", i), self.target("train", i, categories))  # noqa: E731
             else:
                 assert spec is not None
                 sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.target("train", i, categories))  # noqa: E731
-                sample = sample if not fits_in_memory(train) or cfg.workers else _memoized(sample)
+                sample = sample if not fits_in_memory(train) or cfg.workers else memoized(sample)
             what = "clean" if clean else spec.label  # type: ignore[union-attr]
             stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
             log.info("trained %s on %s images (seed %d): %d iterations in %.0f s, final loss %.3f", cfg.arch, what, seed, stats["iterations"], stats["train_s"], stats["final_loss"])
-            with atomic_path(path) as tmp:
-                torch.save(model.state_dict(), tmp)
-        self._models[key] = model
+            return model
+
+        self._models[key] = self.artifacts.get_or_build("detectors", key, ".pt", load, train_model, lambda m, path: torch.save(m.state_dict(), path), what="detector")[0]
         return model, key, time.perf_counter() - started
 
     def load_detector_weights(self, path: str) -> tuple[nn.Module, str]:
@@ -280,32 +246,12 @@ class DetectionProtocol(Protocol):
     # ---------------------------------------------------------------- detections and AP
     def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str) -> list[dict[str, Any]]:
         """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
-        data = self.splits[split]
-        cat_ids = [data.category_id(name) for name in categories]
-        batch = max(1, int(self.cfg.batch_size) // 4)
-        results: list[dict[str, Any]] = []
-        for start in tqdm(range(0, len(data.images), batch), desc=description, unit="batch", leave=False):
-            indices = range(start, min(start + batch, len(data.images)))
-            outputs = predict(model, [images(i) for i in indices], self.device)
-            for i, out in zip(indices, outputs):
-                image_id = data.images[i]["id"]
-                for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
-                    if 1 <= label <= len(cat_ids) and cat_ids[label - 1] is not None:
-                        results.append({"image_id": image_id, "category_id": cat_ids[label - 1],
-                                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
-        return results
+        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description)
 
     def cached_detections(self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
-        """Detections stored under the hash of ``key`` (computed and stored when absent)."""
-        path = self.cache.path("detections", stable_hash(key), ".json")
-        if path.exists():
-            try:
-                return json.loads(path.read_text()), True
-            except (json.JSONDecodeError, OSError):
-                path.unlink(missing_ok=True)
-        detections = compute()
-        atomic_write_text(path, json.dumps(detections, separators=(",", ":")))
-        return detections, False
+        """Detections stored under the hash of ``key`` (computed and stored when absent; an unreadable file is recomputed)."""
+        return self.artifacts.get_or_build("detections", stable_hash(key), ".json", lambda path: json.loads(path.read_text()), compute,
+                                           lambda d, path: path.write_text(json.dumps(d, separators=(",", ":"))), what="detections")
 
     def scores(self, split: str, detections: list[dict[str, Any]], categories: list[str]) -> dict[str, float]:
         """COCO AP of ``detections`` on ``split`` restricted to ``categories``."""
@@ -324,20 +270,3 @@ def _return_type(factory: Callable[..., Any]) -> Any:
         return typing.get_type_hints(factory).get("return")
     except Exception:  # noqa: BLE001 - unresolvable annotations: decide after building
         return None
-
-
-def fits_in_memory(split: DetectionSplit) -> bool:
-    """True when the split's decoded images fit in :data:`MEMORY_BYTES`."""
-    return sum(3 * img["width"] * img["height"] for img in split.images) <= MEMORY_BYTES
-
-
-def _memoized(sample: Callable[[int], Any]) -> Callable[[int], Any]:
-    """``sample`` computed once per index (anonymized training images of a small split)."""
-    store: dict[int, Any] = {}
-
-    def wrapped(i: int) -> Any:
-        if i not in store:
-            store[i] = sample(i)
-        return store[i]
-
-    return wrapped
