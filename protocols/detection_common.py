@@ -28,6 +28,7 @@ from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_cate
 from evalsuite.detection.instances import REGION_NAMES, resolve_region
 from evalsuite.detection.scenes import Scenes, fits_in_memory, memoized
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
+from evalsuite.detection.weights import detector_from_weights, weights_key
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
 from evalsuite.pipeline import Artifacts, refuse_declarations
@@ -112,9 +113,6 @@ class DetectionProtocol(Protocol):
         self.categories()  # a bad detector.categories fails here
         log.info("%s on %s: region %s; %s", self.cfg.protocol, dataset.name, self.region, "; ".join(s.summary() for s in self.splits.values()))
 
-    def dataset_label(self) -> str:
-        return str(self.cfg.dataset.name)
-
     def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> str:
         """Detection protocols save no sample images yet (the reason is logged and kept in run.json)."""
         return ("detection protocols anonymize each annotated instance of a scene at its own size, outside the shared "
@@ -143,10 +141,6 @@ class DetectionProtocol(Protocol):
         return self._fingerprint
 
     # ---------------------------------------------------------------- images
-    def image(self, split: str, index: int) -> torch.Tensor:
-        """Image ``index`` of ``split`` as uint8 (3, H, W); small splits stay in memory."""
-        return self.scenes.image(split, index)
-
     def anonymized_image(self, split: str, index: int, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
         """Image ``index`` of ``split`` with every instance of the region anonymized by ``spec``."""
         return self.scenes.anonymized(split, index, spec, seed, self.region, self.dilation)
@@ -177,9 +171,6 @@ class DetectionProtocol(Protocol):
             log.info("%s has images of several sizes: a trained detector resizes them to short side %d, long side <= %d (detector.min_size / max_size)", split.name, *MIXED_SIZE_DEFAULT)
         return MIXED_SIZE_DEFAULT
 
-    def target(self, split: str, index: int, categories: list[str]) -> dict[str, torch.Tensor]:
-        return self.scenes.target(split, index, categories)
-
     def detector_key(self, source: dict[str, Any], seed: int) -> str:
         cfg = self.trainable_config()
         return stable_hash({
@@ -208,10 +199,10 @@ class DetectionProtocol(Protocol):
 
         def train_model() -> nn.Module:
             if clean:
-                sample: Callable[[int], Any] = lambda i: (self.image("train", i), self.target("train", i, categories))  # noqa: E731
+                sample: Callable[[int], Any] = lambda i: (self.scenes.image("train", i), self.scenes.target("train", i, categories))  # noqa: E731
             else:
                 assert spec is not None
-                sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.target("train", i, categories))  # noqa: E731
+                sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.scenes.target("train", i, categories))  # noqa: E731
                 sample = sample if not fits_in_memory(train) or cfg.workers else memoized(sample)
             what = "clean" if clean else spec.label  # type: ignore[union-attr]
             stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
@@ -223,24 +214,10 @@ class DetectionProtocol(Protocol):
 
     def load_detector_weights(self, path: str) -> tuple[nn.Module, str]:
         """A trained detector read from ``detector.weights`` (a state dict of this architecture)."""
-        from pathlib import Path
-
-        cfg = self.trainable_config()
-        categories = self.categories()
-        file = Path(path).expanduser()
-        key = stable_hash({"kind": "detector-weights", "file": str(file.absolute()), "size": file.stat().st_size if file.exists() else None,
-                           "mtime_ns": file.stat().st_mtime_ns if file.exists() else None, "detector": cfg.as_dict(), "categories": categories})
+        cfg, categories = self.trainable_config(), self.categories()
+        key = weights_key(path, cfg, categories)
         if key not in self._models:
-            model = build_detector(cfg, len(categories), self.image_size(cfg, self.splits["val"]))
-            state = load_state_dict(path, "detector.weights")
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise UserError(
-                    f"detector.weights={path} does not fit a {cfg.arch} / {cfg.backbone} detector for categories {categories} "
-                    f"(detector.arch, detector.backbone, detector.fpn_channels, detector.head_convs must match how it was trained): {str(exc).splitlines()[0]}"
-                ) from None
-            self._models[key] = model.to(self.device).eval()
+            self._models[key] = detector_from_weights(path, cfg, categories, self.image_size(cfg, self.splits["val"]), self.device)
         return self._models[key], key
 
     # ---------------------------------------------------------------- detections and AP
