@@ -26,12 +26,12 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
 from evalsuite.detection.instances import REGION_NAMES, resolve_region
-from evalsuite.detection.scenes import Scenes, fits_in_memory, memoized
+from evalsuite.detection.scenes import Scenes
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
 from evalsuite.detection.weights import detector_from_weights, weights_key
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
-from evalsuite.pipeline import Artifacts, refuse_declarations
+from evalsuite.pipeline import AnonymizedScenes, Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
 
@@ -58,6 +58,7 @@ class DetectionProtocol(Protocol):
     dataset_aliases = {"synthetic": "synthetic-coco"}
     table_metrics = ("ap", "ap50", "ap_person", "ap_face")
     splits_needed: ClassVar[tuple[str, ...]] = ("val",)
+    sample_set = "val"
 
     @classmethod
     def base_config(cls, detector: dict[str, Any]) -> dict[str, Any]:
@@ -111,12 +112,13 @@ class DetectionProtocol(Protocol):
         for split in self.splits.values():
             resolve_region(self.region, split)
         self.categories()  # a bad detector.categories fails here
+        context = {"kind": "detection-scenes", "dataset": self.dataset_fingerprint(), "region": self.region, "dilation": self.dilation}
+        self.scenes.bind(AnonymizedScenes(self.cache, context, self.device), self.region, self.dilation, self.dataset_fingerprint()["splits"])
         log.info("%s on %s: region %s; %s", self.cfg.protocol, dataset.name, self.region, "; ".join(s.summary() for s in self.splits.values()))
 
-    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> str:
-        """Detection protocols save no sample images yet (the reason is logged and kept in run.json)."""
-        return ("detection protocols anonymize each annotated instance of a scene at its own size, outside the shared "
-                "image-set pipeline, so their scenes are not saved as samples yet")
+    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> Any:
+        """Scenes of the split the anonymizers changed (``train`` when training on anonymized data, else ``val``)."""
+        return self.scenes.samples(self.sample_set or "val", specs, seed, count)
 
     def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
         """Refuse, before any output, anonymizers whose declaration cannot be honoured instance by instance."""
@@ -139,11 +141,6 @@ class DetectionProtocol(Protocol):
                 splits[name] = stable_hash({"images": images, "annotations": anns})
             self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
         return self._fingerprint
-
-    # ---------------------------------------------------------------- images
-    def anonymized_image(self, split: str, index: int, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
-        """Image ``index`` of ``split`` with every instance of the region anonymized by ``spec``."""
-        return self.scenes.anonymized(split, index, spec, seed, self.region, self.dilation)
 
     # ---------------------------------------------------------------- trained detectors
     def trainable_config(self) -> TrainableConfig:
@@ -202,8 +199,8 @@ class DetectionProtocol(Protocol):
                 sample: Callable[[int], Any] = lambda i: (self.scenes.image("train", i), self.scenes.target("train", i, categories))  # noqa: E731
             else:
                 assert spec is not None
-                sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.scenes.target("train", i, categories))  # noqa: E731
-                sample = sample if not fits_in_memory(train) or cfg.workers else memoized(sample)
+                images = self.scenes.anonymized("train", spec, seed)
+                sample = lambda i: (images(i), self.scenes.target("train", i, categories))  # noqa: E731
             what = "clean" if clean else spec.label  # type: ignore[union-attr]
             stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
             log.info("trained %s on %s images (seed %d): %d iterations in %.0f s, final loss %.3f", cfg.arch, what, seed, stats["iterations"], stats["train_s"], stats["final_loss"])

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class DetectionTrain(DetectionProtocol):
     version = "1"
     splits_needed = ("train", "val")
+    sample_set = "train"  # the anonymized images are the training images
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

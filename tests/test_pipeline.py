@@ -179,3 +179,55 @@ def test_truncated_anonymized_set_is_rebuilt(tmp_path, caplog):
         again = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(image_set(), resolve_anonymizer("mask"), 0)
     assert torch.equal(again.images, first.images)
     assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+def scene_set(reads: list[int]) -> "SceneSet":
+    """Two scenes of different sizes, one box instance each (the second has two)."""
+    from evalsuite.pipeline import SceneSet
+
+    generator = torch.Generator().manual_seed(0)
+    scenes = [torch.randint(0, 256, (3, 40, 60), generator=generator, dtype=torch.uint8),
+              torch.randint(0, 256, (3, 50, 30), generator=generator, dtype=torch.uint8)]
+
+    def box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        mask = np.zeros((h, w), dtype=bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    instances = [[(box(40, 60, 5, 25, 10, 30), {})], [(box(50, 30, 0, 10, 0, 10), {}), (box(50, 30, 20, 45, 5, 25), {})]]
+
+    def image(i: int) -> torch.Tensor:
+        reads.append(i)
+        return scenes[i]
+
+    return SceneSet("val", ["a.jpg", "b.jpg"], image, lambda i: instances[i], [1, 2], "fp", sum(s.numel() for s in scenes))
+
+
+def test_anonymized_scenes_change_only_instances_are_cached_and_follow_the_code_version(tmp_path, monkeypatch, caplog):
+    from anonymizers import base
+    from anonymizers.blur import GaussianBlur
+    from evalsuite.pipeline import AnonymizedScenes
+
+    reads: list[int] = []
+    scenes = scene_set(reads)
+    spec = resolve_anonymizer("mask")
+    first = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"})
+    out = [first.get(scenes, spec, 0)(i) for i in range(2)]
+    assert [tuple(o.shape) for o in out] == [(3, 40, 60), (3, 50, 30)]
+    original = scenes.image(0)
+    assert not torch.equal(out[0][:, 5:25, 10:30], original[:, 5:25, 10:30]) and torch.equal(out[0][:, 30:], original[:, 30:])
+    reads.clear()
+    again = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"}).get(scenes, spec, 0)  # another process: read from the cache
+    assert all(torch.equal(again(i), out[i]) for i in range(2)) and reads == []
+    (path,) = (tmp_path / "anonymized_scenes").iterdir()
+    path.write_bytes(path.read_bytes()[:50])  # truncated: rebuilt with one log line
+    with caplog.at_level(logging.WARNING, logger="evalsuite.pipeline"):
+        rebuilt = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"}).get(scenes, spec, 0)
+    assert torch.equal(rebuilt(1), out[1]) and "unreadable" in caplog.text
+    blur = resolve_anonymizer("blur")
+    before = first.key(scenes, blur, 0)
+    monkeypatch.setattr(GaussianBlur, "code_version", "2")
+    monkeypatch.setattr(base, "_VERSIONS", {})
+    assert first.key(scenes, resolve_anonymizer("blur"), 0) != before
+    with pytest.raises(UserError, match="instance by instance"):
+        first.get(scenes, resolve_anonymizer("ksame-pixel-k2"), 0)

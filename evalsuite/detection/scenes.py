@@ -1,9 +1,12 @@
-"""Detection scenes: decoded images (small splits kept in memory), their instances anonymized
-one by one (:mod:`evalsuite.detection.instances`), training targets, and a model's COCO results."""
+"""Detection scenes: decoded images (small splits kept in memory), the splits as
+:class:`evalsuite.pipeline.SceneSet` for the pipeline to anonymize instance by instance
+(:class:`evalsuite.pipeline.AnonymizedScenes`, :mod:`evalsuite.detection.instances`),
+training targets, and a model's COCO results."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -11,9 +14,10 @@ from tqdm.auto import tqdm
 from evalsuite.components import AnonymizerSpec
 from evalsuite.data.detection import DetectionSplit
 from evalsuite.data.market1501 import read_image
-from evalsuite.detection.instances import anonymize_instances, image_generator, instance_regions
+from evalsuite.detection.instances import instance_regions
 from evalsuite.detection.trainable import predict
 from evalsuite.errors import UserError
+from evalsuite.pipeline import AnonymizedScenes, SceneSet
 
 #: splits whose decoded images take at most this many bytes are decoded once and kept in memory
 MEMORY_BYTES = 2 * 1024**3
@@ -24,26 +28,22 @@ def fits_in_memory(split: DetectionSplit) -> bool:
     return sum(3 * img["width"] * img["height"] for img in split.images) <= MEMORY_BYTES
 
 
-def memoized(sample: Callable[[int], Any]) -> Callable[[int], Any]:
-    """``sample`` computed once per index (anonymized training images of a small split)."""
-    store: dict[int, Any] = {}
-
-    def wrapped(i: int) -> Any:
-        if i not in store:
-            store[i] = sample(i)
-        return store[i]
-
-    return wrapped
-
-
 class Scenes:
-    """The images of some detection splits, decoded on demand, and their anonymized versions."""
+    """The images of some detection splits, decoded on demand, and their anonymized versions
+    (after :meth:`bind`: every instance of ``region``, grown by ``dilation`` pixels)."""
 
     def __init__(self, splits: dict[str, DetectionSplit], device: str) -> None:
         self.splits = splits
         self.device = device
         self._images: dict[str, list[torch.Tensor | None]] = {}
         self._in_memory: dict[str, bool] = {}
+        self.pipeline: AnonymizedScenes | None = None
+        self.region, self.dilation = "image", 0
+        self.fingerprints: dict[str, str] = {}
+
+    def bind(self, pipeline: AnonymizedScenes, region: str, dilation: int, fingerprints: dict[str, str]) -> None:
+        """Anonymize through ``pipeline``; ``fingerprints``: a hash of each split's images and annotations."""
+        self.pipeline, self.region, self.dilation, self.fingerprints = pipeline, region, dilation, fingerprints
 
     def image(self, split: str, index: int) -> torch.Tensor:
         """Image ``index`` of ``split`` as uint8 (3, H, W); small splits stay in memory."""
@@ -60,18 +60,17 @@ class Scenes:
             self._images.setdefault(split, [None] * len(data.images))[index] = tensor
         return tensor
 
-    def anonymized(self, split: str, index: int, spec: AnonymizerSpec, seed: int, region: str, dilation: int) -> torch.Tensor:
-        """Image ``index`` of ``split`` with every instance of ``region`` anonymized by ``spec``."""
-        image = self.image(split, index)
-        if spec.is_identity:
-            return image
+    def scene_set(self, split: str) -> SceneSet:
+        """``split`` as the pipeline's scene set: its images and the instances of the region in each."""
         data = self.splits[split]
-        info = data.images[index]
-        regions = instance_regions(data, info, region, dilation)
-        if not regions:
-            return image
-        generator = image_generator(seed, info["id"]) if spec.stochastic else None
-        return anonymize_instances(spec.anonymizer, image.to(self.device), regions, generator).cpu()
+        return SceneSet(split, [str(img["file_name"]) for img in data.images], lambda i: self.image(split, i),
+                        lambda i: instance_regions(data, data.images[i], self.region, self.dilation), [int(img["id"]) for img in data.images],
+                        self.fingerprints[split], sum(3 * img["width"] * img["height"] for img in data.images))
+
+    def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> Callable[[int], torch.Tensor]:
+        """Image i of ``split`` with every instance of the region anonymized by ``spec``, as a function of i."""
+        assert self.pipeline is not None, "bind() first"
+        return self.pipeline.get(self.scene_set(split), spec, seed)
 
     def target(self, split: str, index: int, categories: list[str]) -> dict[str, torch.Tensor]:
         """Training target of one image: xyxy boxes and 1-based labels of its non-crowd objects."""
@@ -103,3 +102,31 @@ class Scenes:
                         results.append({"image_id": image_id, "category_id": cat_ids[label - 1],
                                         "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
         return results
+
+    def samples(self, split: str, specs: list[AnonymizerSpec], seed: int, count: int) -> Any:
+        """A :class:`~evalsuite.run_description.RunSamples` of up to ``count`` scenes of ``split``
+        that show at least one instance and share the most common size (the region outlined: the
+        union of the instances), with every anonymizer's output as the cells produced it; or a
+        string saying why there are none."""
+        from collections import Counter
+
+        from evalsuite.run_description import RunSamples
+
+        data = self.splits[split]
+        sizes = Counter((img["height"], img["width"]) for img in data.images)
+        shown = [i for i, img in enumerate(data.images) if (img["height"], img["width"]) == sizes.most_common(1)[0][0]
+                 and instance_regions(data, img, self.region, self.dilation)] if sizes else []
+        if not shown:
+            return f"no {split} scene shows a {self.region} instance"
+        indices = [shown[round(j * (len(shown) - 1) / max(1, count - 1))] for j in range(min(count, len(shown)))]
+        indices = sorted(set(indices))
+        masks = [torch.from_numpy(np.any([m for m, _ in instance_regions(data, data.images[i], self.region, self.dilation)], axis=0))[None] for i in indices]
+        samples = RunSamples(set_name=split, sample_ids=[str(data.images[i]["file_name"]) for i in indices], indices=indices,
+                             images=torch.stack([self.image(split, i) for i in indices]), masks=torch.stack(masks), region=self.region, seed=seed)
+        scenes = self.scene_set(split)
+        assert self.pipeline is not None
+        for spec in specs:
+            images = self.pipeline.get(scenes, spec, seed)
+            samples.outputs[spec.label] = torch.stack([images(i) for i in indices])
+            samples.set_keys[spec.label] = "clean" if spec.is_identity else self.pipeline.key(scenes, spec, seed)
+        return samples
