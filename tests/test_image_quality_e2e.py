@@ -136,6 +136,8 @@ def test_unavailable_metrics_are_logged_once(run_out):
     [
         (["attacks=[naive]"], "attacks=[none]"),
         (["splits.eval=[train]"], "overlap"),
+        (["splits.eval=[bounding_box_test]"], "splits.eval='bounding_box_test' is not a split: the splits are train, val, test, gallery, query"),
+        (["splits.train=[val]"], "has no val split; it has train, gallery, query"),
         (["realness.accept_originals=1.5"], "realness.accept_originals"),
         (["fid.extractors=[clip]"], "fid.extractors"),
         (["attributes.names=[no_such_attribute]"], "no_such_attribute"),
