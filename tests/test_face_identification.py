@@ -116,7 +116,7 @@ def test_cold_cache_same_numbers(first_run: Path, tmp_path: Path) -> None:
     ("split.enrol_fraction=1.0", "split.enrol_fraction"),
     ("region.name=torso", "torso"),
     ("region.name=head", "head_box"),
-    ("split.partitions=[train]", "split.partitions='train': dataset synthetic-faces has no train split; it has none"),
+    ("split.partitions=[gallery]", "split.partitions='gallery': dataset synthetic-faces has no gallery split; it has train"),
     ("table.metrics=[top_1]", "'top1'"),
 ])
 def test_bad_settings_exit_2_before_writing(override: str, fragment: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
