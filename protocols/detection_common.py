@@ -7,10 +7,13 @@ means ``synthetic-coco``), anonymize each person (``region.name=body``) or face
 ``detection-validate`` feeds it to a fixed detector, ``detection-train`` trains a detector on
 it and validates on the original images.
 
-Caches (``cache_dir``): trained detectors under ``detectors/<key>.pt`` and detections under
-``detections/<key>.json``, keyed by a hash of everything that produced them (dataset
-fingerprint, anonymizer and parameters, region, detector settings, seed). A detector trained
-on clean images is the same file for both protocols.
+The anonymized scenes come from the shared pipeline (:mod:`evalsuite.anonymized_scenes`: a
+clone of the anonymizer, one generator per image, cached under the data, region, anonymizer
+parameters and code version and seed). Caches (``cache_dir``): anonymized scenes of small
+splits under ``anonymized_scenes/<key>.npz``, trained detectors under ``detectors/<key>.pt`` and
+detections under ``detections/<key>.json``, keyed by a hash of everything that produced them
+(dataset fingerprint, anonymizer and parameters, region, detector settings, seed). A detector
+trained on clean images and the anonymized scenes are the same files for both protocols.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from evalsuite.detection.trainable import TrainableConfig, build_detector, load_
 from evalsuite.detection.weights import detector_from_weights, weights_key
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
-from evalsuite.pipeline import AnonymizedScenes, Artifacts, refuse_declarations
+from evalsuite.anonymized_scenes import AnonymizedScenes
+from evalsuite.pipeline import Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
 

@@ -181,9 +181,9 @@ def test_truncated_anonymized_set_is_rebuilt(tmp_path, caplog):
     assert any("unreadable" in r.getMessage() for r in caplog.records)
 
 
-def scene_set(reads: list[int]) -> "SceneSet":
+def scene_set(reads: list[int]):
     """Two scenes of different sizes, one box instance each (the second has two)."""
-    from evalsuite.pipeline import SceneSet
+    from evalsuite.anonymized_scenes import SceneSet
 
     generator = torch.Generator().manual_seed(0)
     scenes = [torch.randint(0, 256, (3, 40, 60), generator=generator, dtype=torch.uint8),
@@ -206,7 +206,7 @@ def scene_set(reads: list[int]) -> "SceneSet":
 def test_anonymized_scenes_change_only_instances_are_cached_and_follow_the_code_version(tmp_path, monkeypatch, caplog):
     from anonymizers import base
     from anonymizers.blur import GaussianBlur
-    from evalsuite.pipeline import AnonymizedScenes
+    from evalsuite.anonymized_scenes import AnonymizedScenes
 
     reads: list[int] = []
     scenes = scene_set(reads)

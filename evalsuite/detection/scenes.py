@@ -1,6 +1,6 @@
 """Detection scenes: decoded images (small splits kept in memory), the splits as
-:class:`evalsuite.pipeline.SceneSet` for the pipeline to anonymize instance by instance
-(:class:`evalsuite.pipeline.AnonymizedScenes`, :mod:`evalsuite.detection.instances`),
+:class:`evalsuite.anonymized_scenes.SceneSet` for the pipeline to anonymize instance by instance
+(:class:`evalsuite.anonymized_scenes.AnonymizedScenes`, :mod:`evalsuite.detection.instances`),
 training targets, and a model's COCO results."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from evalsuite.data.market1501 import read_image
 from evalsuite.detection.instances import instance_regions
 from evalsuite.detection.trainable import predict
 from evalsuite.errors import UserError
-from evalsuite.pipeline import AnonymizedScenes, SceneSet
+from evalsuite.anonymized_scenes import AnonymizedScenes, SceneSet
 
 #: splits whose decoded images take at most this many bytes are decoded once and kept in memory
 MEMORY_BYTES = 2 * 1024**3
