@@ -11,6 +11,13 @@ Two styles, exactly one per instance:
 - ``block_size=s`` (UP-GAN "Pixelation-5/15/25", pixel size s): blocks of s x s pixels,
   aligned to the top-left corner of the bounding box, are replaced by their mean (the last
   row/column of blocks may be smaller and averages only its own pixels).
+  ``blocks="fitted"`` instead follows the common OpenCV recipe: the box is area-resized
+  (``cv2.INTER_AREA``) down to ``floor(h / s) x floor(w / s)`` cells stretched over the whole
+  box and brought back with ``cv2.INTER_NEAREST``, so cells are ``h / floor(h / s)`` pixels,
+  at least s, and none is partial (matches OpenCV within one gray level; tested). On a box
+  whose side is not a multiple of s the fitted cells are larger, a stronger pixelation than
+  the anchored blocks (an LFW user measured 70.9% against our 78.7% face identification at
+  s = 5). The presets ``pixelate5/15/25`` keep the anchored blocks (UP-GAN's "pixel size s").
 With neither given, ``block_size`` 8 is used (``get_params`` still reports what was passed).
 
 Both are linear along each axis, so a batch is done at once, without cropping: for every
@@ -91,7 +98,39 @@ def block_axis(start: torch.Tensor, length: torch.Tensor, total: int, block: int
     return down, up
 
 
-def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = None, block_size: int | None = None) -> torch.Tensor:
+@functools.lru_cache(maxsize=4096)
+def fitted_axis(length: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Down (cells, length) ``cv2.INTER_AREA`` and up (length, cells) ``cv2.INTER_NEAREST`` matrices
+    of the fitted cells (``cells = max(1, length // block)``), float64, read-only."""
+    cells = max(1, length // block)
+    scale = length / cells
+    down = np.zeros((cells, length))
+    for i in range(cells):
+        a, b = i * scale, (i + 1) * scale
+        for p in range(int(np.floor(a)), min(length, int(np.ceil(b)))):
+            down[i, p] = max(0.0, min(b, p + 1) - max(a, p)) / scale
+    up = np.zeros((length, cells))
+    # OpenCV's nearest neighbour: floor(x * (1 / (dst / src))), in that floating-point order
+    up[np.arange(length), np.minimum(np.floor(np.arange(length) * (1.0 / (length / cells))).astype(np.int64), cells - 1)] = 1.0
+    for array in (down, up):
+        array.setflags(write=False)
+    return down, up
+
+
+def fitted_block_axis(start: torch.Tensor, length: torch.Tensor, total: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched :func:`fitted_axis`: down (B, cells, total) and up (B, total, cells), zero outside each span."""
+    spans = [(int(s), int(n)) for s, n in zip(start.tolist(), length.tolist())]
+    cells = max(max(1, n // block) for _, n in spans)
+    down = torch.zeros(len(spans), cells, total)
+    up = torch.zeros(len(spans), total, cells)
+    for b, (s, n) in enumerate(spans):
+        d, u = fitted_axis(n, block)
+        down[b, : d.shape[0], s : s + n] = torch.from_numpy(d.astype(np.float32))
+        up[b, s : s + n, : u.shape[1]] = torch.from_numpy(u.astype(np.float32))
+    return down.to(start.device), up.to(start.device)
+
+
+def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = None, block_size: int | None = None, fitted: bool = False) -> torch.Tensor:
     """Pixelate the (non-empty) box ``[y0, y1, x0, x1]`` of each uint8 image; zeros outside the boxes."""
     batch, channels, height, width = images.shape
     y0, y1, x0, x1 = boxes.to(images.device).unbind(1)
@@ -99,8 +138,9 @@ def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = No
         down_h, up_h = bilinear_axis(y0, y1 - y0, height, grid)
         down_w, up_w = bilinear_axis(x0, x1 - x0, width, grid)
     else:
-        down_h, up_h = block_axis(y0, y1 - y0, height, block_size)
-        down_w, up_w = block_axis(x0, x1 - x0, width, block_size)
+        axis = fitted_block_axis if fitted else block_axis
+        down_h, up_h = axis(y0, y1 - y0, height, block_size)
+        down_w, up_w = axis(x0, x1 - x0, width, block_size)
     cells = down_w.shape[1]
     # plain bmm on (B, rows, cols) views: no broadcast copies of the full-size images
     x = torch.bmm(images.float().view(batch, channels * height, width), down_w.transpose(1, 2))
@@ -112,7 +152,7 @@ def pixelate(images: torch.Tensor, boxes: torch.Tensor, *, grid: int | None = No
 
 
 @functools.lru_cache(maxsize=4096)
-def axis_matrices(length: int, grid: int | None, block_size: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def axis_matrices(length: int, grid: int | None, block_size: int | None, fitted: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Down (cells, n) and up (length, cells) float32 matrices of one span of ``length`` pixels, and the
     n pixels the down matrix reads (its non-zero columns: 2 per cell for a grid, all for blocks).
 
@@ -120,7 +160,9 @@ def axis_matrices(length: int, grid: int | None, block_size: int | None) -> tupl
     the pixels read (read-only, cached).
     """
     start, size = torch.zeros(1, dtype=torch.long), torch.tensor([length])
-    if grid is not None:
+    if fitted:
+        down, up = (torch.from_numpy(m.astype(np.float32))[None] for m in fitted_axis(length, block_size))
+    elif grid is not None:
         down, up = bilinear_axis(start, size, length, grid)
     else:
         down, up = block_axis(start, size, length, block_size)
@@ -132,7 +174,7 @@ def axis_matrices(length: int, grid: int | None, block_size: int | None) -> tupl
     return down_np, up_np, read
 
 
-def pixelate_regions(images: torch.Tensor, masks: torch.Tensor, *, grid: int | None = None, block_size: int | None = None) -> torch.Tensor:
+def pixelate_regions(images: torch.Tensor, masks: torch.Tensor, *, grid: int | None = None, block_size: int | None = None, fitted: bool = False) -> torch.Tensor:
     """CPU: ``images`` with the pixels inside ``masks`` pixelated over each mask's box (one image at a time).
 
     The down products read only the pixels that the grid samples (for blocks: all of them);
@@ -142,8 +184,8 @@ def pixelate_regions(images: torch.Tensor, masks: torch.Tensor, *, grid: int | N
 
     def work(boxes: Sequence[tuple[int, int, int, int, int]]) -> None:
         for b, y0, y1, x0, x1 in boxes:
-            down_h, up_h, rows = axis_matrices(y1 - y0, grid, block_size)
-            down_w, up_w, cols = axis_matrices(x1 - x0, grid, block_size)
+            down_h, up_h, rows = axis_matrices(y1 - y0, grid, block_size, fitted)
+            down_w, up_w, cols = axis_matrices(x1 - x0, grid, block_size, fitted)
             box = src[b, :, y0:y1, x0:x1]
             read = box[:, rows] if rows.size < box.shape[1] else box
             read = read[:, :, cols] if cols.size < box.shape[2] else read
@@ -168,11 +210,16 @@ def _check_positive_int(name: str, value: object) -> None:
 class Pixelate(Anonymizer):
     """Pixelation: UP-GAN blocks (``block_size``) or DeepPrivacy2 bilinear grid (``grid``)."""
 
-    param_names = ("block_size", "grid")
+    param_names = ("block_size", "grid", "blocks")
 
-    def __init__(self, *, block_size: int | None = None, grid: int | None = None) -> None:
+    def __init__(self, *, block_size: int | None = None, grid: int | None = None, blocks: str = "anchored") -> None:
         _check_positive_int("block_size", block_size)
         _check_positive_int("grid", grid)
+        if blocks not in ("anchored", "fitted"):
+            raise UserError(f"anonymizer 'pixelate': parameter blocks must be 'anchored' (s x s blocks from the box's corner) or 'fitted' (OpenCV's area-down, nearest-up recipe), got {blocks!r}")
+        if blocks == "fitted" and grid is not None:
+            raise UserError("anonymizer 'pixelate': blocks=fitted applies to block_size, not to grid (a grid is a bilinear resize)")
+        self.blocks = blocks
         if block_size is not None and grid is not None:
             raise UserError(
                 f"anonymizer 'pixelate': give either parameter block_size or parameter grid, not both (got block_size={block_size!r}, grid={grid!r})"
@@ -190,7 +237,7 @@ class Pixelate(Anonymizer):
         boxes = mask_boxes(masks)
         if self.grid is not None:
             return pixelate(images, boxes, grid=self.grid)
-        return pixelate(images, boxes, block_size=self.block_size or DEFAULT_BLOCK_SIZE)
+        return pixelate(images, boxes, block_size=self.block_size or DEFAULT_BLOCK_SIZE, fitted=self.blocks == "fitted")
 
     def _anonymize_regions_cpu(
         self,
@@ -201,7 +248,7 @@ class Pixelate(Anonymizer):
     ) -> torch.Tensor:
         if self.grid is not None:
             return pixelate_regions(images, masks, grid=self.grid)
-        return pixelate_regions(images, masks, block_size=self.block_size or DEFAULT_BLOCK_SIZE)
+        return pixelate_regions(images, masks, block_size=self.block_size or DEFAULT_BLOCK_SIZE, fitted=self.blocks == "fitted")
 
 
 for _g in (8, 16):

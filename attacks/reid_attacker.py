@@ -1,9 +1,12 @@
 """The re-identification attacker: torchreid's OSNet, trained here or loaded from a checkpoint.
 
 Training follows torchreid's softmax recipe (cross-entropy with label smoothing, Adam,
-cosine schedule, random flip and random crop) on in-memory uint8 tensors, so that an
-attacker can be trained on any anonymized copy of the training split without writing it
-to disk. Features are the model's eval-mode embedding; distances are torchreid's.
+cosine schedule, random flip and random crop; optionally softmax + hard-mining triplet and
+torchreid's random erasing) on in-memory uint8 tensors, so that an attacker can be trained on
+any anonymized copy of the training split without writing it to disk. The backbone starts
+from random weights or, with ``init_weights``, from an ImageNet-pretrained checkpoint the user
+supplies (torchreid's ``osnet_x1_0_imagenet.pth`` and the like; never downloaded). Features
+are the model's eval-mode embedding; distances are torchreid's.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ class AttackerConfig:
 
     model: str = "osnet_x0_25"
     weights: str | None = None  # torchreid checkpoint; None = train from scratch
+    init_weights: str | None = None  # ImageNet-pretrained backbone to fine-tune from; None = random initialisation
     epochs: int = 40
     batch_size: int = 64
     lr: float = 0.01
@@ -48,6 +52,7 @@ class AttackerConfig:
     height: int = 64
     width: int = 32
     random_crop_padding: int = 4
+    random_erasing: float = 0.0  # probability of torchreid's RandomErasing per training image (its recipe: 0.5)
     distance: str = "euclidean"
     normalize_features: bool = False
 
@@ -84,13 +89,15 @@ def build_model(name: str, num_classes: int, loss: str = "softmax") -> torch.nn.
     return models.build_model(name, num_classes=num_classes, loss=loss, pretrained=False)
 
 
-def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of a torchreid checkpoint, loaded with ``weights_only=True``."""
+def load_checkpoint_state(path: str | Path, key: str = "attacker.weights") -> dict[str, torch.Tensor]:
+    """The state dict of a torchreid checkpoint, loaded with ``weights_only=True``; ``key`` names the config key in errors."""
     path = Path(path).expanduser()
     if not path.is_file():
+        what = ("an ImageNet-pretrained torchreid backbone (e.g. osnet_x1_0_imagenet.pth)" if key == "attacker.init_weights"
+                else "a torchreid checkpoint (e.g. osnet_x1_0 trained on Market-1501)")
         raise UserError(
-            f"attacker weights not found: {path}; point attacker.weights=/path/to/checkpoint.pth at a torchreid "
-            "checkpoint (e.g. osnet_x1_0 trained on Market-1501) or set attacker.weights=null to train from scratch"
+            f"attacker weights not found: {path}; point {key}=/path/to/checkpoint.pth at {what} "
+            f"or set {key}=null to train from scratch"
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -174,6 +181,33 @@ def augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.
     return x
 
 
+def random_erasing(x: torch.Tensor, probability: float, generator: torch.Generator, area: tuple[float, float] = (0.02, 0.4),
+                   min_aspect: float = 0.3, attempts: int = 100) -> torch.Tensor:
+    """torchreid's ``RandomErasing`` (Zhong et al., 2020) on a normalised batch, seeded.
+
+    Per image, with ``probability``: up to ``attempts`` draws of a rectangle with an area share
+    in ``area`` and an aspect ratio in [min_aspect, 1 / min_aspect]; the first that fits is
+    filled with the ImageNet mean values, exactly as torchreid (which applies it after
+    normalisation, so the fill is those numbers in normalised units).
+    """
+    b, _, h, w = x.shape
+    out = x.clone()
+    fill = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    for i in range(b):
+        if torch.rand(1, generator=generator).item() >= probability:
+            continue
+        for _ in range(attempts):
+            target = (area[0] + (area[1] - area[0]) * torch.rand(1, generator=generator).item()) * h * w
+            aspect = min_aspect + (1 / min_aspect - min_aspect) * torch.rand(1, generator=generator).item()
+            eh, ew = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
+            if 0 < eh < h and 0 < ew < w:
+                y0 = int(torch.randint(0, h - eh + 1, (1,), generator=generator))
+                x0 = int(torch.randint(0, w - ew + 1, (1,), generator=generator))
+                out[i, :, y0 : y0 + eh, x0 : x0 + ew] = fill
+                break
+    return out
+
+
 class ReidAttacker:
     """A torchreid model used as a re-identification attacker."""
 
@@ -188,6 +222,8 @@ class ReidAttacker:
             raise UserError(f"attacker.loss={config.loss!r}: use softmax or triplet (softmax + hard-mining triplet)")
         # channels-last roughly doubles OSNet's CPU training throughput at batch 64
         self.model = build_model(config.model, num_classes, loss=config.loss).to(self.device, memory_format=torch.channels_last)
+        if config.init_weights:
+            apply_state(self.model, load_checkpoint_state(config.init_weights, "attacker.init_weights"), str(config.init_weights))
 
     def load_weights(self, path: str | Path) -> "ReidAttacker":
         apply_state(self.model, load_checkpoint_state(path), str(path))
@@ -211,6 +247,8 @@ class ReidAttacker:
             for idx in self._epoch_batches(pids, generator):
                 x = normalize(images[idx].to(self.device))
                 x = augment(x, cfg.random_crop_padding, generator)
+                if cfg.random_erasing > 0:
+                    x = random_erasing(x, cfg.random_erasing, generator)
                 y = pids[idx].to(self.device)
                 if triplet is None:
                     loss = criterion(model(x), y)

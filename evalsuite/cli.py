@@ -132,12 +132,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     metrics = _names(args.metrics)
     if args.grid_samples < 0:
         raise UserError(f"--grid-samples {args.grid_samples}: give a number of images >= 0 (0 = no image grid)")
+    from evalsuite.reporting.strength import DEFAULT_MIN_SKILL
+
+    min_skill = DEFAULT_MIN_SKILL if args.min_skill is None else _check_min_skill(args.min_skill)
     options = ReportOptions(
         format=args.format, out=Path(args.out) if args.out else None, order=_names(args.order),
         metrics="all" if metrics == ["all"] else (metrics or None), attacks=_names(args.attacks) or None,
         delta=args.delta, group_by=args.group_by, standalone=args.standalone,
         plots_dir=Path(args.plots) if args.plots else None, grid_samples=args.grid_samples,
-        frontier_x=args.frontier_x, frontier_y=args.frontier_y, title=args.title,
+        frontier_x=args.frontier_x, frontier_y=args.frontier_y, title=args.title, min_skill=min_skill,
     )
     text = generate_report(args.results, options)
     if options.out is None:
@@ -145,6 +148,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {options.out}", file=sys.stderr)
     return 0
+
+
+def _check_min_skill(value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"--min-skill {value}: give the attacker's minimum skill on clean data, a number in [0, 1) (default 0.2; 0 flags only attackers below chance)")
+    return value
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -175,11 +184,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         effect = EffectSizes(Tolerances.parse(args.effect_size, option="--effect-size"), confidence=args.confidence, power=args.power)
     elif args.confidence != 0.95 or args.power != 0.8:
         raise UserError("--confidence and --power belong to the statistical gate; add --effect-size (e.g. --effect-size 0.1)")
+    from evalsuite.reporting.strength import DEFAULT_MIN_SKILL, gate_strength
+
+    min_skill = DEFAULT_MIN_SKILL if args.min_skill is None else _check_min_skill(args.min_skill)
     baseline = load_baseline(args.baseline)
-    result = compare(load_results(args.results), baseline, tolerances, z=args.z, ignore_config=args.ignore_config_hash, effect=effect)
+    groups = load_results(args.results)
+    result = compare(groups, baseline, tolerances, z=args.z, ignore_config=args.ignore_config_hash, effect=effect)
     print(f"evalsuite check against {baseline.path}")
     print(format_result(result, show_all=args.all), end="")
-    return 0 if result.passed else 1
+    weak_fails, lines = gate_strength(groups, min_skill, allow_weak=args.allow_weak_attacker)
+    if lines:
+        print("\n".join(lines))
+    return 0 if result.passed and not weak_fails else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--frontier-x", metavar="METRIC[@ATTACK]", help="privacy axis of the frontier (default: first privacy metric, adaptive attack preferred)")
     p_report.add_argument("--frontier-y", metavar="METRIC[@ATTACK]", help="quality/utility axis of the frontier (default: first quality or utility metric)")
     p_report.add_argument("--title", default="evalsuite report", help="html page title")
+    p_report.add_argument("--min-skill", type=float,
+                          help="flag attack columns whose attacker covers less than this share of the way from chance to perfect on clean data (default 0.2; see README 'Attacker strength')")
 
     p_base = sub.add_parser("baseline", help="write a CI baseline (per-cell mean / sem / seeds and metric directions) from run results")
     p_base.add_argument("results", nargs="+", help="run folders or results.jsonl files")
@@ -230,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("--power", type=float, default=0.8, help="probability of catching a regression of the effect size that the baseline must offer (default 0.8)")
     p_check.add_argument("--ignore-config-hash", action="store_true", help="compare even when the run's config differs from the baseline's")
     p_check.add_argument("--all", action="store_true", help="print every compared cell, not only the changed ones")
+    p_check.add_argument("--min-skill", type=float, help="the attacker-strength guard's threshold (default 0.2; README 'Attacker strength')")
+    p_check.add_argument("--allow-weak-attacker", action="store_true",
+                         help="report a clean attacker below --min-skill as a warning instead of failing (a regression-only gate that makes no privacy claim)")
     return parser
 
 

@@ -49,6 +49,33 @@ def resolve_anonymizer(spec: Any) -> AnonymizerSpec:
     return AnonymizerSpec(label=str(label), name=name, params=anonymizer.get_params(), anonymizer=anonymizer)
 
 
+def sweep_entries(sweep: Any) -> list[dict[str, Any]]:
+    """``sweep={anonymizer: blur, param: sigma, values: [1, 3, 5]}`` -> one anonymizer entry per value.
+
+    ``anonymizer`` is a name or a mapping with fixed parameters (``{name: pixelate, grid: null}``);
+    each entry is labelled ``name(param=value)`` like any parameterised anonymizer.
+    """
+    example = "sweep={anonymizer:blur,param:sigma,values:[1,3,5,7]}"
+    if not isinstance(sweep, dict) or set(sweep) - {"anonymizer", "param", "values"} or not {"anonymizer", "param", "values"} <= set(sweep):
+        raise UserError(f"sweep={sweep!r} must be a mapping with exactly the keys anonymizer, param and values, e.g. {example}")
+    base = sweep["anonymizer"]
+    base = {"name": base} if isinstance(base, str) else base
+    if not isinstance(base, dict) or not isinstance(base.get("name"), str) or "label" in base:
+        raise UserError(f"sweep.anonymizer={sweep['anonymizer']!r} must be a name or a mapping with a 'name' key (no label), e.g. {example}")
+    param, values = sweep["param"], sweep["values"]
+    if not isinstance(param, str) or param in ("name", "label") or param in base:
+        raise UserError(f"sweep.param={param!r} must name one parameter of {base['name']} not fixed in sweep.anonymizer, e.g. {example}")
+    if not isinstance(values, list) or len(values) < 2 or len(set(map(repr, values))) != len(values):
+        raise UserError(f"sweep.values={values!r} must be a list of at least two distinct values, e.g. {example}")
+    entries = []
+    for value in values:
+        entry = {**base, param: value}
+        fixed = {k: v for k, v in entry.items() if k != "name"}
+        entry["label"] = base["name"] + "(" + ",".join(f"{k}={v}" for k, v in sorted(fixed.items())) + ")"
+        entries.append(entry)
+    return entries
+
+
 def resolve_attack(name: Any):
     if not isinstance(name, str):
         raise UserError(f"attack entry {name!r} must be a name; see `evalsuite list attacks`")

@@ -35,13 +35,19 @@ SUITE_DEFAULTS: dict[str, Any] = {
     # how the plan runs (evalsuite.executors): `executor=ray` selects one like a config group;
     # workers 0 = one per num_threads cores; address: an existing Ray cluster (default: start one here)
     "executor": {"name": "serial", "workers": 0, "address": None},
+    # the attacker-strength guard: flag attack columns whose clean attacker covers less than
+    # this share of the way from chance to perfect (evalsuite.reporting.strength)
+    "guard": {"min_skill": 0.2},
+    # a strength sweep: {anonymizer: blur, param: sigma, values: [1, 3, 5, 7]} adds one
+    # anonymizer per value to the grid (evalsuite.components.sweep_entries)
+    "sweep": None,
 }
 
 #: keys that never change what is measured and so stay out of config hashes; the execution
 #: settings among them that can change the last bits (num_threads, deterministic) are in
 #: each row's ``numerics`` record, its cell_key and every cache key instead, so that a
 #: baseline made on one thread count gates a run on another
-NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds", "executor")
+NON_RESULT_KEYS = ("out", "cache_dir", "device", "batch_size", "num_threads", "deterministic", "anonymizers", "attacks", "seeds", "executor", "guard", "sweep")
 
 
 #: dataset factory parameters the protocol passes at build time; not config keys

@@ -8,6 +8,7 @@ pretrained one only embeds) and keeps the embeddings of every (recognizer, image
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,10 @@ class ConfiguredRecognizer:
         assert self._models is not None, "prepare() first"
         params = self.params()
         factory = RECOGNIZERS.get(self.name).factory
-        data = {**key_data, "recognizer": self.name, "recognizer_version": getattr(factory, "version", None), "params": params}
+        data = {**key_data, "recognizer": self.name, "recognizer_version": getattr(factory, "version", None), "params": params,
+                # weight files named by a setting: a replaced file is another recognizer
+                "files": {k: [Path(v).expanduser().stat().st_size, Path(v).expanduser().stat().st_mtime_ns]
+                          for k, v in params.items() if isinstance(v, str) and Path(v).expanduser().is_file()}}
         trainable = bool(getattr(factory, "trainable", False))
         if trainable:
             data.update(train_data, seed=seed)

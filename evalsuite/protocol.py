@@ -19,6 +19,9 @@ class CellResult:
     metrics: dict[str, float]
     durations: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: arrays kept out of the row: the verification ROC curve (:func:`evalsuite.metrics.roc.roc_points`),
+    #: written by the runner to ``OUT/curves/<cell_key>.npz`` and named in the row's ``curves_file``
+    curves: dict[str, Any] = field(default_factory=dict)
 
 
 class Protocol:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from evalsuite.reporting.formats import markdown_one
 from evalsuite.reporting.results import RunSource, group_sources, mean_and_sem
+from evalsuite.reporting.strength import DEFAULT_MIN_SKILL
 from evalsuite.reporting.table import build_table
 
 __all__ = ["markdown_table", "mean_and_sem"]
@@ -22,6 +23,7 @@ def markdown_table(
     attacks: Sequence[str],
     metrics: Sequence[str],
     title: str | None = None,
+    min_skill: float = DEFAULT_MIN_SKILL,
 ) -> str:
     """A Markdown table of one run: one row per anonymizer, one column per (attack, metric)."""
     wanted, attack_names = set(anonymizers), set(attacks)
@@ -33,5 +35,5 @@ def markdown_table(
     if len(groups) != 1:
         keys = ", ".join(g.key.describe() for g in groups)
         raise ValueError(f"markdown_table needs the rows of one protocol / dataset / config, got {keys}")
-    table = build_table(groups[0], metrics=metrics, attacks=attacks, order=anonymizers, title=title or "")
+    table = build_table(groups[0], metrics=metrics, attacks=attacks, order=anonymizers, title=title or "", min_skill=min_skill)
     return markdown_one(table, title=bool(title))

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from evalsuite.cache import Cache
-from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack
+from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack, sweep_entries
 from evalsuite.config import NON_RESULT_KEYS, cache_dir, stable_hash, to_plain, validate_config
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.executors import Outcome, make_executor
@@ -132,7 +132,8 @@ def load_grid(cfg: DictConfig) -> Grid:
     """Resolve the components and prepare the protocol: every input error surfaces here,
     before OUT is touched."""
     resolve_device(str(cfg.device))
-    anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in to_plain(cfg.anonymizers)]
+    entries = list(to_plain(cfg.anonymizers)) + (sweep_entries(to_plain(cfg.sweep)) if cfg.get("sweep") is not None else [])
+    anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in entries]
     labels = [a.label for a in anonymizers]
     if len(set(labels)) != len(labels):
         raise UserError(f"anonymizers list names one anonymizer twice ({labels}); give repeated ones distinct label= values")
@@ -200,6 +201,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         attacks=[a.name for a in grid.attacks],
         metrics=grid.table_metrics,
         title=f"{cfg.protocol} on {protocol.dataset_label()} (attacker {cfg.attacker.model})" if "attacker" in cfg else None,
+        min_skill=float(cfg.guard.min_skill),
     )
     store.write_text("table.md", table)
     return RunOutcome(out_dir=out, rows=rows, table=table, computed=computed, skipped=skipped)
@@ -227,6 +229,8 @@ def _store_row(store: ResultsStore, base: dict[str, Any], cfg: DictConfig, execu
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **result.extra,
     }
+    if result.curves:  # before the row, so that a stored row's curves file always exists
+        row["curves_file"] = store.write_curves(done.cell.key, result.curves)
     store.append(row)
     log.info("%s / %s / seed %d: %s", spec.label, attack.name, seed, {k: round(v, 4) for k, v in result.metrics.items()})
     return 1

@@ -128,6 +128,7 @@ SUITE_SCHEMA: dict[str, Check] = {
     "batch_size": Int(ge=1),
     "num_threads": Int(ge=1),
     "executor.workers": Int(ge=0),  # 0: one worker per num_threads cores
+    "guard.min_skill": Float(ge=0, lt=1),  # the attacker-strength guard (evalsuite.reporting.strength)
 }
 
 _REGION = {"region.dilation": Int(ge=0, optional=True)}
@@ -146,6 +147,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
         "attacker.epochs": Int(ge=1), "attacker.batch_size": Int(ge=1), "attacker.lr": Float(gt=0), "attacker.weight_decay": Float(ge=0),
         "attacker.triplet_margin": Float(ge=0), "attacker.triplet_weight": Float(ge=0), "attacker.instances_per_id": Int(ge=1),
         "attacker.height": Int(ge=16), "attacker.width": Int(ge=16), "attacker.random_crop_padding": Int(ge=0),
+        "attacker.random_erasing": Float(ge=0, le=1),
     },
     "person-recognition": {
         **_REGION,

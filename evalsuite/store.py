@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RESULTS_NAME = "results.jsonl"
 CONFIG_NAME = "config.yaml"
 CONFIGS_DIR = "configs"
+#: per-cell arrays kept out of the rows (verification ROC curves), one ``<cell_key>.npz`` each
+CURVES_DIR = "curves"
 TABLE_NAME = "table.md"
 #: the run description (:mod:`evalsuite.run_description`)
 RUN_JSON = "run.json"
@@ -208,6 +210,7 @@ class ResultsStore:
         with self.locked():  # every writer of these files holds the lock: their temporaries are stale
             remove_stale_temps(self.out_dir, owned=(RESULTS_NAME, CONFIG_NAME, TABLE_NAME, RUN_JSON))
             remove_stale_temps(self.out_dir / CONFIGS_DIR, owned=None)
+            remove_stale_temps(self.out_dir / CURVES_DIR, owned=None)
         self.refresh()
 
     # ------------------------------------------------------------------ locking
@@ -314,6 +317,16 @@ class ResultsStore:
     def extend(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             self.append(row)
+
+    def write_curves(self, cell_key: str, arrays: dict[str, Any]) -> str:
+        """Write a cell's arrays to ``OUT/curves/<cell_key>.npz`` atomically, under the lock; its path relative to OUT."""
+        import numpy as np
+
+        relative = f"{CURVES_DIR}/{cell_key}.npz"
+        with self.locked(), atomic_path(self.out_dir / relative) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+        return relative
 
     def write_text(self, name: str, text: str) -> Path:
         """Replace ``OUT/name`` atomically, under the folder's lock."""

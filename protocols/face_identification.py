@@ -64,14 +64,11 @@ from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError
 from evalsuite.face_recognizers import ConfiguredRecognizer, recognizer_defaults
+from evalsuite.metrics.chance import closed_set_chance, verification_chance
+from evalsuite.metrics.identification import (FPR_TARGETS, IDENTIFICATION_METRICS, identity_templates, top1_accuracy, verification_metrics,
+                                              verification_pairs)
 from evalsuite.metrics.items import item_scores_entry
-from evalsuite.metrics.identification import (
-    IDENTIFICATION_METRICS,
-    identity_templates,
-    top1_accuracy,
-    verification_metrics,
-    verification_pairs,
-)
+from evalsuite.metrics.roc import roc_points
 from evalsuite.pipeline import AnonymizedSet, AnonymizedSets, ImageSet, face_crop_settings
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
@@ -243,6 +240,7 @@ class FaceIdentification(Protocol):
             metrics=metrics,
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "embed_s": embed_s, "evaluate_s": evaluate_s},
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
-                   "chance_top1": 1.0 / len(self.identities), "recognizer": self.recognizer.name, "recognizer_key": recognizer_key,
+                   "chance": {**closed_set_chance(len(self.identities)), **verification_chance(FPR_TARGETS)}, "recognizer": self.recognizer.name, "recognizer_key": recognizer_key,
                    "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["query"]])},
+            curves=roc_points(genuine, scores),
         )

@@ -19,8 +19,10 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.types import ReidDataset
 from evalsuite.errors import UserError
+from evalsuite.metrics.chance import reid_chance
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
+from evalsuite.metrics.roc import REID_VERIFICATION_METRICS, reid_verification
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
@@ -35,7 +37,7 @@ SPLITS = ("train", "query", "gallery")
 @PROTOCOLS.register("market1501-reid", description="person re-id on Market-1501 with OSNet under naive / adaptive / parrot attackers (DeepPrivacy2 Table 1)")
 class Market1501Reid(Protocol):
     version = "1"
-    metrics = REID_METRICS
+    metrics = REID_METRICS + REID_VERIFICATION_METRICS
     table_metrics = ("rank1", "mAP")
     sample_set = "query"
 
@@ -69,10 +71,11 @@ class Market1501Reid(Protocol):
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
         self._attackers = TrainedModels(self.anonymized_sets.artifacts, "attackers", "attacker")
-        if self.attacker_config.weights:
-            from attacks.reid_attacker import load_checkpoint_state
+        from attacks.reid_attacker import load_checkpoint_state
 
-            load_checkpoint_state(self.attacker_config.weights)  # fail early, before any output
+        for key in ("weights", "init_weights"):  # fail early, before any output
+            if getattr(self.attacker_config, key):
+                load_checkpoint_state(getattr(self.attacker_config, key), f"attacker.{key}")
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
@@ -89,11 +92,12 @@ class Market1501Reid(Protocol):
     # ---------------------------------------------------------------- attackers
     def _attacker_key(self, train_source: dict[str, Any], seed: int) -> str:
         cfg = self.attacker_config.as_dict()
-        if self.attacker_config.weights:
-            from pathlib import Path
+        for key in ("weights", "init_weights"):
+            if getattr(self.attacker_config, key):
+                from pathlib import Path
 
-            stat = Path(self.attacker_config.weights).expanduser().stat()
-            cfg["weights_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                stat = Path(getattr(self.attacker_config, key)).expanduser().stat()
+                cfg[f"{key}_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         return stable_hash({"protocol": "market1501-reid", "version": self.version, "dataset": self.dataset_fingerprint(), "train": train_source, "attacker": cfg, "seed": seed})
 
     def _attacker_source(self, clean: bool, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
@@ -175,15 +179,14 @@ class Market1501Reid(Protocol):
         timer = time.perf_counter()
         distmat = pairwise_distance(qf, gf, metric=self.attacker_config.distance)
         q, g = self.dataset.query, self.dataset.gallery
-        scores = evaluate_reid(
-            distmat,
-            np.array([s.pid for s in q]), np.array([s.pid for s in g]),
-            np.array([s.camid for s in q]), np.array([s.camid for s in g]),
-        )
+        labels = (np.array([s.pid for s in q]), np.array([s.pid for s in g]), np.array([s.camid for s in q]), np.array([s.camid for s in g]))
+        scores = evaluate_reid(distmat, *labels)
+        verification, curve = reid_verification(distmat, *labels)
         evaluate_s = time.perf_counter() - timer
         return CellResult(
-            metrics=scores.as_dict(),
+            metrics={**scores.as_dict(), **verification},
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
-            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key,
+            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key, "chance": reid_chance(*labels),
                    "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},
+            curves=curve,
         )

@@ -241,4 +241,4 @@ class PersonRecognition(Protocol):
         identities = len(set(self.labels["gallery"].tolist()))
         return CellResult(metrics=metrics, durations=durations, extra={
             "num_train": len(self.samples["train"]), "num_enroll": len(self.samples["gallery"]), "num_test": len(self.samples["query"]),
-            "num_identities": identities, "chance": 1.0 / identities, "recognizer_keys": keys})
+            "num_identities": identities, "chance": {metric: 1.0 / identities for metric in METRIC_OF_REGION.values()}, "recognizer_keys": keys})

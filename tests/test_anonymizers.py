@@ -208,7 +208,7 @@ def test_pixelate_blocks_are_block_means(block):
 
 def test_pixelate_default_is_block_size_8():
     images, masks = make_images(), make_masks()
-    assert Pixelate().get_params() == {"block_size": None, "grid": None}
+    assert Pixelate().get_params() == {"block_size": None, "grid": None, "blocks": "anchored"}
     assert torch.equal(Pixelate().anonymize(images, masks), Pixelate(block_size=8).anonymize(images, masks))
 
 

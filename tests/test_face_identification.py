@@ -56,7 +56,7 @@ def test_run_writes_every_metric_for_every_cell(first_run: Path, cache: Path) ->
         assert "tpr_at_fpr1_threshold" in row and row["num_impostor_pairs"] == 12 * 5
         hits = row["item_scores"]["values"]["top1"]  # one 0/1 per probe; top-1 is their mean
         assert len(hits) == row["num_probe"] and sum(hits) / len(hits) == pytest.approx(row["metrics"]["top1"])
-    table = (first_run / "table.md").read_text()
+    table = (first_run / "table.md").read_text().replace(" (weak attacker!)", "")  # a tiny recognizer may be flagged
     assert "| Anonymizer | naive top-1 ↓ | naive AUC ↓ | naive TPR@1% ↓ | naive TPR@0.1% ↓ | adaptive top-1 ↓ |" in table
     by = {(r["anonymizer"], r["attack"]): r for r in stored}
     # none: every threat model is the naive attacker (one recognizer)

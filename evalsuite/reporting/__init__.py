@@ -16,6 +16,7 @@ from typing import Sequence
 from evalsuite.errors import UserError
 from evalsuite.reporting.formats import FORMATS, csv_text, latex, markdown
 from evalsuite.reporting.results import Group, load_results
+from evalsuite.reporting.strength import DEFAULT_MIN_SKILL
 from evalsuite.reporting.table import GroupBy, build_tables
 from evalsuite.store import atomic_path, atomic_write_text
 
@@ -41,6 +42,7 @@ class ReportOptions:
     frontier_x: str | None = None
     frontier_y: str | None = None
     title: str = "evalsuite report"
+    min_skill: float = DEFAULT_MIN_SKILL  # the attacker-strength guard (evalsuite.reporting.strength)
 
 
 def resolve_format(options: ReportOptions) -> str:
@@ -60,7 +62,7 @@ def render(groups: Sequence[Group], options: ReportOptions) -> str:
     """The report text in the chosen format (plots written to --plots when asked)."""
     fmt = resolve_format(options)
     metrics = options.metrics if options.metrics is not None else ("all" if fmt == "csv" else None)
-    tables = build_tables(groups, metrics, options.attacks, options.order, options.delta, options.group_by)
+    tables = build_tables(groups, metrics, options.attacks, options.order, options.delta, options.group_by, options.min_skill)
     plots: list = []
     grids: list = []
     grid_notes: list[str] = []

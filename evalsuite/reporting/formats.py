@@ -218,5 +218,5 @@ def html_table(table: Table) -> str:
             cells.append(f'<td class="best">{body}</td>' if text.cell.best else f"<td>{body}</td>")
         out.append(f"<tr{klass}>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
-    out += [f'<p class="note">{e(note)}</p>' for note in table.notes()]
+    out += [f'<p class="{"note warning" if note.startswith("WARNING") else "note"}">{e(note)}</p>' for note in table.notes()]
     return "\n".join(out)

@@ -31,6 +31,7 @@ table.results tbody tr:last-child th, table.results tbody tr:last-child td { bor
 table.results tr.identity th, table.results tr.identity td { border-bottom: 1px solid #888; color: #555; }
 td.best { font-weight: 700; } td.absent, td.incomplete { color: #999; } span.sem { color: #555; } span.delta { color: #777; font-size: .9em; }
 p.note { font-size: .85em; color: #555; margin-top: 0; }
+p.note.warning { color: #a00; font-weight: bold; font-size: .95em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: .85em; color: #555; }
 .plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; } .plots figure { flex: 0 1 auto; max-width: 100%; }
 pre { background: #f6f8fa; padding: .8em; overflow: auto; font-size: .8em; max-height: 30em; }

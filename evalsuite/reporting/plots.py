@@ -40,7 +40,7 @@ class Plot:
     title: str
     caption: str
     png: bytes
-    kind: str = "plot"  # frontier | sweep | bar | grid
+    kind: str = "plot"  # frontier | sweep | bar | grid | roc
 
 
 def to_png(fig: Figure) -> bytes:
@@ -281,8 +281,43 @@ def find_sweeps(group: Group) -> list[Sweep]:
     return sweeps
 
 
-def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str | None) -> Plot | None:
-    """Each metric against the swept parameter, one line per attack, the original as a dashed line."""
+def quality_companion(groups: Sequence[Group], group: Group, sweep: Sweep) -> tuple[Group, str] | None:
+    """A quality metric of another merged group (an ``image-quality`` run) that scored every member of ``sweep``."""
+    labels = [label for _, label in sweep.members]
+    for other in groups:
+        if other is group:
+            continue
+        for metric in other.metrics:
+            spec = other.metric_spec(metric)
+            if spec is None or spec.category != "quality":
+                continue
+            if all(any(other.cell(label, attack, metric) for attack in other.attacks) for label in labels):
+                return other, metric
+    return None
+
+
+def _quality_axis(ax, quality: tuple[Group, str], sweep: Sweep) -> None:
+    """The companion quality metric on a second y axis (grey, dotted)."""
+    other, metric = quality
+    spec = other.metric_spec(metric)
+    scale, _ = scale_and_decimals(spec)
+    xs, ys = [], []
+    for value, label in sweep.members:
+        cell = next((c for c in (other.cell(label, a, metric) for a in other.attacks) if c is not None), None)
+        agg = cell.mean_sem() if cell else None
+        if agg is not None:
+            xs.append(value)
+            ys.append(scale * agg[0])
+    twin = ax.twinx()
+    twin.plot(xs, ys, ls=":", marker="s", color="0.35", label=f"{spec.display_name if spec else metric} ({other.key.protocol})")
+    twin.set_ylabel(axis_label(spec, metric).split(" — ")[0] + (f" {spec.arrow}" if spec else ""), color="0.35")
+    twin.legend(fontsize=8, loc="lower right")
+
+
+def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str | None,
+               quality: tuple[Group, str] | None = None) -> Plot | None:
+    """Each metric against the swept parameter, one line per attack, the original as a dashed line;
+    ``quality``: a quality metric of another run on a second axis."""
     metrics = [m for m in metrics if m in group.metrics]
     if not metrics:
         return None
@@ -310,6 +345,8 @@ def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str
             agg = base.mean_sem() if base else None
             if agg is not None:
                 ax.axhline(scale * agg[0], color=color, ls="--", lw=1, alpha=0.7)
+        if quality is not None:
+            _quality_axis(ax, quality, sweep)
         ax.set_xlabel(f"{sweep.family}: {sweep.param}")
         ax.set_ylabel(axis_label(spec, metric).split(" — ")[0] + (f" {spec.arrow}" if spec else ""))
         ax.grid(alpha=0.3)
@@ -320,7 +357,7 @@ def sweep_plot(group: Group, sweep: Sweep, metrics: Sequence[str], identity: str
         return None
     fig.suptitle(f"{sweep.family} strength sweep ({group.key.protocol} on {group.key.dataset})", fontsize=10)
     caption = f"{', '.join(metrics)} against {sweep.family} {sweep.param} ({', '.join(label for _, label in sweep.members)})" + \
-        (f"; dashed = {identity}" if identity else "")
+        (f"; dashed = {identity}" if identity else "") + (f"; dotted, right axis = {quality[1]} from {quality[0].key.protocol}" if quality else "")
     return Plot(name=f"sweep-{_slug(sweep.family)}-{_slug(sweep.param)}", title=f"{sweep.family} {sweep.param} sweep", caption=caption, png=to_png(fig), kind="sweep")
 
 
@@ -344,9 +381,14 @@ def report_plots(tables: Sequence[Table], groups: Sequence[Group], frontier_x: s
     for table in tables:
         metrics = list(dict.fromkeys(c.metric for c in table.columns))
         for sweep in find_sweeps(table.group):
-            plot = sweep_plot(table.group, sweep, metrics, table.identity)
+            privacy = any(c.spec is not None and c.spec.category == "privacy" for c in table.columns)
+            quality = quality_companion(groups, table.group, sweep) if privacy else None
+            plot = sweep_plot(table.group, sweep, metrics, table.identity, quality)
             if plot:
                 plots.append(plot)
+    from evalsuite.reporting.roc_plots import roc_plots  # it builds on this module
+
+    plots += roc_plots(groups)
     return unique_names(plots)
 
 

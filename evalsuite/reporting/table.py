@@ -16,6 +16,7 @@ from typing import Any, Literal, Sequence
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.metrics.spec import MetricSpec
 from evalsuite.reporting.results import Group
+from evalsuite.reporting.strength import DEFAULT_MIN_SKILL, Strength, attacker_strength, strength_notes
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class Table:
     show_attack: bool
     group_by: GroupBy
     with_delta: bool
+    #: the attacker-strength guard per (attack, metric with a chance level): :mod:`evalsuite.reporting.strength`
+    strength: list[Strength] = field(default_factory=list)
 
     @property
     def key(self):
@@ -104,13 +107,18 @@ class Table:
 
     def sub_header(self, column: Column) -> str:
         """The lower header of a column (its metric, or its attack when grouped by metric)."""
-        return column_metric_header(column) if self.group_by == "attack" else column.attack
+        return (column_metric_header(column) if self.group_by == "attack" else column.attack) + self.weak_mark(column)
 
     def flat_header(self, column: Column) -> str:
         """One-line header for formats without grouped headers (Markdown, CSV)."""
         if not self.show_attack:
-            return column_metric_header(column)
-        return f"{column.attack} {column_metric_header(column)}"
+            return column_metric_header(column) + self.weak_mark(column)
+        return f"{column.attack} {column_metric_header(column)}{self.weak_mark(column)}"
+
+    def weak_mark(self, column: Column) -> str:
+        """`` (weak attacker!)`` on a column whose clean attacker the guard flags, else nothing."""
+        weak = any(s.attack == column.attack and s.metric == column.metric and s.status == "weak" for s in self.strength)
+        return " (weak attacker!)" if weak else ""
 
     def notes(self) -> list[str]:
         """Plain-text footnotes describing what the numbers mean."""
@@ -129,7 +137,7 @@ class Table:
             parts.append("– = not run")
         if any(c.status == "incomplete" for c in self.cells.values()):
             parts.append("incomplete = some seeds of the run are missing, so no mean is shown")
-        return ["; ".join(parts) + "."]
+        return strength_notes(self.strength) + ["; ".join(parts) + "."]
 
 
 def column_metric_header(column: Column) -> str:
@@ -221,6 +229,7 @@ def build_table(
     delta: bool = False,
     group_by: GroupBy = "attack",
     title: str | None = None,
+    min_skill: float = DEFAULT_MIN_SKILL,
 ) -> Table:
     """Build the table of one group (see the module docstring)."""
     metric_names = list(metrics) if metrics else default_metrics(group)
@@ -265,6 +274,7 @@ def build_table(
         show_attack=show_attack,
         group_by=group_by if show_attack else "attack",
         with_delta=delta,
+        strength=attacker_strength(group, min_skill, attacks=attack_names, metrics=metric_names),
     )
 
 
@@ -290,6 +300,7 @@ def build_tables(
     order: Sequence[str] | None = None,
     delta: bool = False,
     group_by: GroupBy = "attack",
+    min_skill: float = DEFAULT_MIN_SKILL,
 ) -> list[Table]:
     """One table per group; ``metrics="all"`` shows every metric, None the defaults."""
     validate_selection(groups, metrics, attacks, order)
@@ -307,7 +318,7 @@ def build_tables(
         title = f"{key.protocol} (v{key.protocol_version}) on {key.dataset}"
         if (key.protocol, key.dataset) in repeated:
             title += f", config {key.config_hash}"
-        tables.append(build_table(group, wanted, attacks, order, delta, group_by, title))  # type: ignore[arg-type]
+        tables.append(build_table(group, wanted, attacks, order, delta, group_by, title, min_skill))  # type: ignore[arg-type]
     if not tables:
         raise UserError("no table to show: the selected metrics / attacks match none of the results")
     return tables
