@@ -262,19 +262,29 @@ _VERSIONS: dict[type, str] = {}
 
 
 def component_version(cls: type) -> str:
-    """``code_version`` plus a hash of the source files of ``cls`` and its bases (memoised).
+    """``code_version`` plus a hash of the source files of ``cls`` and its bases, and of the
+    project modules those files import (memoised; :func:`imported_project_files`).
 
-    Editing an anonymizer's file (or its base classes') therefore changes every cache key
+    Editing an anonymizer's file, its base classes' or a helper module it imports from
+    ``anonymizers/`` (e.g. ``anonymizers/regionwise.py``) therefore changes every cache key
     that holds its version; ``code_version`` is for changes outside those files."""
     if cls not in _VERSIONS:
         digest = hashlib.blake2b(digest_size=8)
+        own: list[Path] = []
         for klass in cls.__mro__:
             if klass is object:
                 continue
             try:
-                digest.update(Path(inspect.getfile(klass)).read_bytes())
+                path = Path(inspect.getfile(klass))
+                digest.update(path.read_bytes())
+                own.append(path)
             except (TypeError, OSError):
                 digest.update(klass.__qualname__.encode())
+        modules = [k.__module__ for k in cls.__mro__ if k is not object]
+        for path in imported_project_files(modules):
+            if path not in own:
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
         _VERSIONS[cls] = f"{getattr(cls, 'code_version', '1')}-{digest.hexdigest()}"
     return _VERSIONS[cls]
 
@@ -287,6 +297,50 @@ def file_version(cls: type, path: str | None, tag: str) -> str:
         return version
     stat = Path(path).expanduser().stat()
     return f"{version}-{tag}{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def imported_project_files(modules: Sequence[str]) -> list[Path]:
+    """Source files of the modules that ``modules`` import, transitively, from their own top-level
+    package or from ``anonymizers`` (sorted; standard and third-party libraries are left out)."""
+    import ast
+    import importlib.util
+
+    packages = {"anonymizers"} | {m.split(".")[0] for m in modules if "." in m}
+    seen: set[str] = set()
+    files: set[Path] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        path = Path(spec.origin)
+        files.add(path)
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            found: list[str] = []
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                try:
+                    base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else (node.module or "")
+                except (ImportError, ValueError):
+                    continue
+                found = [base] + [f"{base}.{alias.name}" for alias in node.names]  # "from pkg import module"
+            for imported in found:
+                if imported.split(".")[0] in packages and imported not in seen:
+                    todo.append(imported)
+    return sorted(files)
 
 
 # --------------------------------------------------------------------------- fitted state on disk

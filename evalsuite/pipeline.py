@@ -13,6 +13,8 @@
   Own-region anonymizers' detections are kept with the images for ``leak_rate``.
 - :class:`Artifacts`: get-or-build for files in the cache (trained attackers, fitted
   anonymizers): an unreadable entry (truncated, corrupt) is logged in one line and rebuilt.
+- :mod:`evalsuite.anonymized_scenes`: the same for scenes of several sizes (detection images),
+  anonymized instance by instance.
 """
 from __future__ import annotations
 
@@ -101,6 +103,15 @@ def face_crops(samples: Sequence[Any], size: int, crop: float, description: str)
     return images, annotations
 
 
+def face_crop_settings(image_size: Any, center_crop: Any) -> tuple[int, float]:
+    """``image_size`` and ``center_crop`` of face protocols, checked (UserError naming the key)."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16:
+        raise UserError(f"image_size={image_size!r} must be an integer >= 16 (pixels of the square face crops)")
+    if isinstance(center_crop, bool) or not isinstance(center_crop, (int, float)) or not 0 < center_crop <= 1:
+        raise UserError(f"center_crop={center_crop!r} must be a fraction in (0, 1] of the shorter image side")
+    return int(image_size), float(center_crop)
+
+
 # --------------------------------------------------------------------------- image sets
 
 @dataclass
@@ -144,6 +155,12 @@ class ImageSet:
         masks = region_masks(proxies, str(region["name"]), h, w, dilation=None if dilation is None else int(dilation),  # type: ignore[arg-type]
                              fallback=str(region.get("fallback") or "image"))
         return cls(name, images, masks, [s.relpath for s in samples], annotations)
+
+    @classmethod
+    def from_faces(cls, name: str, samples: Sequence[Any], region: dict[str, Any], size: int, crop: float) -> "ImageSet":
+        """:meth:`from_samples` of the :func:`face_crops` of ``samples`` (face boxes moved into the crops)."""
+        images, annotations = face_crops(samples, size, crop, f"load {name}")
+        return cls.from_samples(name, samples, region, images=images, annotations=annotations)
 
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
         idx = [int(i) for i in index]
@@ -372,3 +389,4 @@ class AnonymizedSets:
             mask = image_set.masks.expand_as(out.images)
             return Anonymized(torch.where(mask, out.images.cpu(), image_set.images), None)
         return Anonymized(out.images.cpu(), None if out.detections is None else out.detections.cpu())
+

@@ -7,10 +7,13 @@ means ``synthetic-coco``), anonymize each person (``region.name=body``) or face
 ``detection-validate`` feeds it to a fixed detector, ``detection-train`` trains a detector on
 it and validates on the original images.
 
-Caches (``cache_dir``): trained detectors under ``detectors/<key>.pt`` and detections under
-``detections/<key>.json``, keyed by a hash of everything that produced them (dataset
-fingerprint, anonymizer and parameters, region, detector settings, seed). A detector trained
-on clean images is the same file for both protocols.
+The anonymized scenes come from the shared pipeline (:mod:`evalsuite.anonymized_scenes`: a
+clone of the anonymizer, one generator per image, cached under the data, region, anonymizer
+parameters and code version and seed). Caches (``cache_dir``): anonymized scenes of small
+splits under ``anonymized_scenes/<key>.npz``, trained detectors under ``detectors/<key>.pt`` and
+detections under ``detections/<key>.json``, keyed by a hash of everything that produced them
+(dataset fingerprint, anonymizer and parameters, region, detector settings, seed). A detector
+trained on clean images and the anonymized scenes are the same files for both protocols.
 """
 from __future__ import annotations
 
@@ -21,27 +24,25 @@ from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
-from evalsuite.data.market1501 import read_image
-from evalsuite.detection.instances import REGION_NAMES, anonymize_instances, image_generator, instance_regions, resolve_region
-from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, predict, train_detector
+from evalsuite.detection.instances import REGION_NAMES, resolve_region
+from evalsuite.detection.scenes import Scenes
+from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
+from evalsuite.detection.weights import detector_from_weights, weights_key
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
-from evalsuite.pipeline import refuse_declarations
+from evalsuite.anonymized_scenes import AnonymizedScenes
+from evalsuite.pipeline import Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
-from evalsuite.store import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: bump when training or detection changes in a way the cache keys do not capture
 TRAINER_VERSION = 1
-#: splits whose decoded images take at most this many bytes are decoded once and kept in memory
-MEMORY_BYTES = 2 * 1024**3
 #: image size (short side, long side cap) of trained detectors on datasets of mixed sizes
 MIXED_SIZE_DEFAULT = (800, 1333)
 DETECTION_DATASETS = "coco, wider-face or synthetic (synthetic-coco)"
@@ -61,6 +62,7 @@ class DetectionProtocol(Protocol):
     dataset_aliases = {"synthetic": "synthetic-coco"}
     table_metrics = ("ap", "ap50", "ap_person", "ap_face")
     splits_needed: ClassVar[tuple[str, ...]] = ("val",)
+    sample_set = "val"
 
     @classmethod
     def base_config(cls, detector: dict[str, Any]) -> dict[str, Any]:
@@ -80,10 +82,10 @@ class DetectionProtocol(Protocol):
         self.splits: dict[str, DetectionSplit] = {}
         self.region = "auto"
         self.dilation = 0
-        self._images: dict[str, list[torch.Tensor]] = {}
+        self.scenes = Scenes(self.splits, self.device)
+        self.artifacts = Artifacts(cache)
         self._fingerprint: dict[str, Any] | None = None
         self._models: dict[str, nn.Module] = {}
-        self._in_memory: dict[str, bool] = {}
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -114,15 +116,13 @@ class DetectionProtocol(Protocol):
         for split in self.splits.values():
             resolve_region(self.region, split)
         self.categories()  # a bad detector.categories fails here
+        context = {"kind": "detection-scenes", "dataset": self.dataset_fingerprint(), "region": self.region, "dilation": self.dilation}
+        self.scenes.bind(AnonymizedScenes(self.cache, context, self.device), self.region, self.dilation, self.dataset_fingerprint()["splits"])
         log.info("%s on %s: region %s; %s", self.cfg.protocol, dataset.name, self.region, "; ".join(s.summary() for s in self.splits.values()))
 
-    def dataset_label(self) -> str:
-        return str(self.cfg.dataset.name)
-
-    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> str:
-        """Detection protocols save no sample images yet (the reason is logged and kept in run.json)."""
-        return ("detection protocols anonymize each annotated instance of a scene at its own size, outside the shared "
-                "image-set pipeline, so their scenes are not saved as samples yet")
+    def run_samples(self, specs: list[AnonymizerSpec], seed: int, count: int) -> Any:
+        """Scenes of the split the anonymizers changed (``train`` when training on anonymized data, else ``val``)."""
+        return self.scenes.samples(self.sample_set or "val", specs, seed, count)
 
     def validate_anonymizers(self, specs: list[AnonymizerSpec]) -> None:
         """Refuse, before any output, anonymizers whose declaration cannot be honoured instance by instance."""
@@ -145,35 +145,6 @@ class DetectionProtocol(Protocol):
                 splits[name] = stable_hash({"images": images, "annotations": anns})
             self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
         return self._fingerprint
-
-    # ---------------------------------------------------------------- images
-    def image(self, split: str, index: int) -> torch.Tensor:
-        """Image ``index`` of ``split`` as uint8 (3, H, W); small splits stay in memory."""
-        data = self.splits[split]
-        cached = self._images.get(split)
-        if cached is not None and cached[index] is not None:
-            return cached[index]
-        info = data.images[index]
-        array = read_image(data.image_path(info))
-        if array.shape[:2] != (info["height"], info["width"]):
-            raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-        if self._in_memory.setdefault(split, fits_in_memory(data)):
-            self._images.setdefault(split, [None] * len(data.images))[index] = tensor  # type: ignore[list-item]
-        return tensor
-
-    def anonymized_image(self, split: str, index: int, spec: AnonymizerSpec, seed: int) -> torch.Tensor:
-        """Image ``index`` of ``split`` with every instance of the region anonymized by ``spec``."""
-        image = self.image(split, index)
-        if spec.is_identity:
-            return image
-        data = self.splits[split]
-        info = data.images[index]
-        regions = instance_regions(data, info, self.region, self.dilation)
-        if not regions:
-            return image
-        generator = image_generator(seed, info["id"]) if spec.stochastic else None
-        return anonymize_instances(spec.anonymizer, image.to(self.device), regions, generator).cpu()
 
     # ---------------------------------------------------------------- trained detectors
     def trainable_config(self) -> TrainableConfig:
@@ -201,20 +172,6 @@ class DetectionProtocol(Protocol):
             log.info("%s has images of several sizes: a trained detector resizes them to short side %d, long side <= %d (detector.min_size / max_size)", split.name, *MIXED_SIZE_DEFAULT)
         return MIXED_SIZE_DEFAULT
 
-    def target(self, split: str, index: int, categories: list[str]) -> dict[str, torch.Tensor]:
-        """Training target of one image: xyxy boxes and 1-based labels of its non-crowd objects."""
-        data = self.splits[split]
-        label_of = {data.category_id(name): i + 1 for i, name in enumerate(categories)}
-        boxes, labels = [], []
-        for ann in data.annotations(data.images[index]["id"]):
-            label = label_of.get(ann["category_id"])
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            if label is None or ann.get("iscrowd", 0) or w < 1 or h < 1:
-                continue
-            boxes.append([x, y, x + w, y + h])
-            labels.append(label)
-        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64)}
-
     def detector_key(self, source: dict[str, Any], seed: int) -> str:
         cfg = self.trainable_config()
         return stable_hash({
@@ -235,77 +192,44 @@ class DetectionProtocol(Protocol):
         train = self.splits["train"]
         torch.manual_seed(seed)
         model = build_detector(cfg, len(categories), self.image_size(cfg, train))
-        path = self.cache.path("detectors", key, ".pt")
         started = time.perf_counter()
-        if path.exists():
+
+        def load(path: Any) -> nn.Module:
             model.load_state_dict(load_state_dict(path, f"the cached detector {path}"))
-            model.to(self.device).eval()
-        else:
+            return model.to(self.device).eval()
+
+        def train_model() -> nn.Module:
             if clean:
-                sample: Callable[[int], Any] = lambda i: (self.image("train", i), self.target("train", i, categories))  # noqa: E731
+                sample: Callable[[int], Any] = lambda i: (self.scenes.image("train", i), self.scenes.target("train", i, categories))  # noqa: E731
             else:
                 assert spec is not None
-                sample = lambda i: (self.anonymized_image("train", i, spec, seed), self.target("train", i, categories))  # noqa: E731
-                sample = sample if not fits_in_memory(train) or cfg.workers else _memoized(sample)
+                images = self.scenes.anonymized("train", spec, seed)
+                sample = lambda i: (images(i), self.scenes.target("train", i, categories))  # noqa: E731
             what = "clean" if clean else spec.label  # type: ignore[union-attr]
             stats = train_detector(model, sample, len(train.images), cfg, seed, self.device, description=f"train {cfg.arch} ({what}, seed {seed})")
             log.info("trained %s on %s images (seed %d): %d iterations in %.0f s, final loss %.3f", cfg.arch, what, seed, stats["iterations"], stats["train_s"], stats["final_loss"])
-            with atomic_path(path) as tmp:
-                torch.save(model.state_dict(), tmp)
-        self._models[key] = model
+            return model
+
+        self._models[key] = self.artifacts.get_or_build("detectors", key, ".pt", load, train_model, lambda m, path: torch.save(m.state_dict(), path), what="detector")[0]
         return model, key, time.perf_counter() - started
 
     def load_detector_weights(self, path: str) -> tuple[nn.Module, str]:
         """A trained detector read from ``detector.weights`` (a state dict of this architecture)."""
-        from pathlib import Path
-
-        cfg = self.trainable_config()
-        categories = self.categories()
-        file = Path(path).expanduser()
-        key = stable_hash({"kind": "detector-weights", "file": str(file.absolute()), "size": file.stat().st_size if file.exists() else None,
-                           "mtime_ns": file.stat().st_mtime_ns if file.exists() else None, "detector": cfg.as_dict(), "categories": categories})
+        cfg, categories = self.trainable_config(), self.categories()
+        key = weights_key(path, cfg, categories)
         if key not in self._models:
-            model = build_detector(cfg, len(categories), self.image_size(cfg, self.splits["val"]))
-            state = load_state_dict(path, "detector.weights")
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise UserError(
-                    f"detector.weights={path} does not fit a {cfg.arch} / {cfg.backbone} detector for categories {categories} "
-                    f"(detector.arch, detector.backbone, detector.fpn_channels, detector.head_convs must match how it was trained): {str(exc).splitlines()[0]}"
-                ) from None
-            self._models[key] = model.to(self.device).eval()
+            self._models[key] = detector_from_weights(path, cfg, categories, self.image_size(cfg, self.splits["val"]), self.device)
         return self._models[key], key
 
     # ---------------------------------------------------------------- detections and AP
     def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str) -> list[dict[str, Any]]:
         """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
-        data = self.splits[split]
-        cat_ids = [data.category_id(name) for name in categories]
-        batch = max(1, int(self.cfg.batch_size) // 4)
-        results: list[dict[str, Any]] = []
-        for start in tqdm(range(0, len(data.images), batch), desc=description, unit="batch", leave=False):
-            indices = range(start, min(start + batch, len(data.images)))
-            outputs = predict(model, [images(i) for i in indices], self.device)
-            for i, out in zip(indices, outputs):
-                image_id = data.images[i]["id"]
-                for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
-                    if 1 <= label <= len(cat_ids) and cat_ids[label - 1] is not None:
-                        results.append({"image_id": image_id, "category_id": cat_ids[label - 1],
-                                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
-        return results
+        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description)
 
     def cached_detections(self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
-        """Detections stored under the hash of ``key`` (computed and stored when absent)."""
-        path = self.cache.path("detections", stable_hash(key), ".json")
-        if path.exists():
-            try:
-                return json.loads(path.read_text()), True
-            except (json.JSONDecodeError, OSError):
-                path.unlink(missing_ok=True)
-        detections = compute()
-        atomic_write_text(path, json.dumps(detections, separators=(",", ":")))
-        return detections, False
+        """Detections stored under the hash of ``key`` (computed and stored when absent; an unreadable file is recomputed)."""
+        return self.artifacts.get_or_build("detections", stable_hash(key), ".json", lambda path: json.loads(path.read_text()), compute,
+                                           lambda d, path: path.write_text(json.dumps(d, separators=(",", ":"))), what="detections")
 
     def scores(self, split: str, detections: list[dict[str, Any]], categories: list[str]) -> dict[str, float]:
         """COCO AP of ``detections`` on ``split`` restricted to ``categories``."""
@@ -324,20 +248,3 @@ def _return_type(factory: Callable[..., Any]) -> Any:
         return typing.get_type_hints(factory).get("return")
     except Exception:  # noqa: BLE001 - unresolvable annotations: decide after building
         return None
-
-
-def fits_in_memory(split: DetectionSplit) -> bool:
-    """True when the split's decoded images fit in :data:`MEMORY_BYTES`."""
-    return sum(3 * img["width"] * img["height"] for img in split.images) <= MEMORY_BYTES
-
-
-def _memoized(sample: Callable[[int], Any]) -> Callable[[int], Any]:
-    """``sample`` computed once per index (anonymized training images of a small split)."""
-    store: dict[int, Any] = {}
-
-    def wrapped(i: int) -> Any:
-        if i not in store:
-            store[i] = sample(i)
-        return store[i]
-
-    return wrapped

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class DetectionTrain(DetectionProtocol):
     version = "1"
     splits_needed = ("train", "val")
+    sample_set = "train"  # the anonymized images are the training images
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class DetectionTrain(DetectionProtocol):
         key = {"protocol": "detection-train", "version": self.version, "dataset": self.dataset_fingerprint(),
                "detector": model_key, "score_threshold": float(self.cfg.detector.score_threshold)}
         detections, reused = self.cached_detections(
-            key, lambda: self.run_trained(model, "val", lambda i: self.image("val", i), categories, f"detect ({anonymizer.label}-trained)"))
+            key, lambda: self.run_trained(model, "val", lambda i: self.scenes.image("val", i), categories, f"detect ({anonymizer.label}-trained)"))
         detect_s = time.perf_counter() - timer
         timer = time.perf_counter()
         metrics = self.scores("val", detections, categories)

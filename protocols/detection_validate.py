@@ -93,7 +93,7 @@ class DetectionValidate(DetectionProtocol):
             key = {**base_key, "detector": model_key, "score_threshold": float(self.cfg.detector.score_threshold)}
             detector_label = f"{self.cfg.detector.arch} ({'weights' if self.cfg.detector.weights else 'trained on clean train split'})"
             detections, reused = self.cached_detections(
-                key, lambda: self.run_trained(model, "val", lambda i: self.anonymized_image("val", i, anonymizer, seed), categories, f"detect {anonymizer.label}"))
+                key, lambda: self.run_trained(model, "val", self.scenes.anonymized("val", anonymizer, seed), categories, f"detect {anonymizer.label}"))
         else:
             detector = self.offline
             categories = [detector.category]
@@ -114,8 +114,9 @@ class DetectionValidate(DetectionProtocol):
         data = self.splits["val"]
         category_id = data.category_id(detector.category)
         results = []
+        images = self.scenes.anonymized("val", spec, seed)
         for i in tqdm(range(len(data.images)), desc=f"{detector.name} {spec.label}", unit="img", leave=False):
-            image = self.anonymized_image("val", i, spec, seed)
+            image = images(i)
             array = image.permute(1, 2, 0).contiguous().numpy()
             for x, y, w, h, score in detector.detect(array):
                 results.append({"image_id": data.images[i]["id"], "category_id": category_id, "bbox": [x, y, w, h], "score": score})

@@ -35,15 +35,18 @@ from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
-from evalsuite.metrics.attributes import AttributeConfig, AttributeEncoder, attribute_accuracies, select_attributes, train_attribute_classifier
-from evalsuite.metrics.fidelity import EXTRACTORS, FeatureBank, build_extractor, fid_kid
-from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, leak_rate
-from evalsuite.metrics.quality import image_quality_scores, mean_psnr, ms_ssim, ms_ssim_levels
+from evalsuite.metrics.attribute_utility import AttributeUtility
+from evalsuite.metrics.attributes import AttributeConfig, select_attributes
+from evalsuite.metrics.fidelity import EXTRACTORS, fid_kid
+from evalsuite.metrics.leak import DEFAULT_MIN_COVERAGE, leak_scores
+from evalsuite.metrics.optional_tools import OptionalTools
+from evalsuite.metrics.quality import mean_quality, ms_ssim, ms_ssim_levels
 from evalsuite.metrics.realness import RealnessConfig, fooling_rate, identity_fooling_rate
-from evalsuite.metrics.weights import WeightsUnavailable
-from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crops
+from evalsuite.pipeline import AnonymizedSets, ImageSet, face_crop_settings
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
+from evalsuite.splits import check_splits, dataset_splits, train_and_rest
+from evalsuite.trained_models import TrainedModels
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +58,6 @@ TABLE_METRICS = (
     "psnr", "ssim", "mask_ssim", "ms_ssim", "lpips", "fid_random", "kid_random", "fid_inception",
     "ldsr", "fooling_rate", "attribute_accuracy",
 )
-SPLIT_NAMES = ("train", "query", "gallery")
-#: face datasets: ``splits.train`` names partitions (CelebA's train / val / test); without
-#: partitions, identities (images, for datasets without identities) are split in halves by a hash
-FACE_PARTITIONS = ("train", "val", "test")
-
-
-def _landmark_function() -> Callable[..., Any]:
-    """``evalsuite.metrics.landmarks.landmark_detection_success`` (dlib toolkit); ImportError when absent."""
-    from evalsuite.metrics.landmarks import landmark_detection_success
-
-    return landmark_detection_success
-
 
 @PROTOCOLS.register("image-quality", description="fidelity (PSNR/SSIM/mask-SSIM/MS-SSIM/LPIPS), FID/KID, HPS proxies (LDSR, fooling rate), attribute utility and leak rate of anonymized images")
 class ImageQuality(Protocol):
@@ -101,26 +92,17 @@ class ImageQuality(Protocol):
         self.device = str(cfg.device)
         self.dataset: ReidDataset | FaceDataset | None = None
         self.samples: dict[str, list[Sample]] = {}
-        self.unavailable: dict[str, str] = {}
-        self.bank: FeatureBank | None = None
-        self.lpips = None
-        self.landmarks: Callable[..., Any] | None = None
-        self._attribute_models: dict[int, tuple[Any, AttributeEncoder, dict[str, float]]] = {}
-        self._ldsr_original: float | None = None
-        fid = to_plain(cfg.fid)
+        self.tools = OptionalTools()
+        self.attributes: AttributeUtility | None = None
+        self.fid_cfg = to_plain(cfg.fid)
         self.realness = RealnessConfig(**{k: v for k, v in to_plain(cfg.realness).items()})
         names = to_plain(cfg.attributes).get("names")
         self.attribute_config = AttributeConfig(**{**to_plain(cfg.attributes), "names": tuple(names) if names is not None else None})
-        self.fid_cfg = fid
 
     # ---------------------------------------------------------------- preparation
     def _check_config(self) -> None:
         splits = to_plain(self.cfg.splits)
-        for role in ("train", "eval"):
-            names = splits.get(role) or []
-            if not names or any(n not in SPLIT_NAMES for n in names):
-                raise UserError(f"splits.{role}={names}: list one or more of {', '.join(SPLIT_NAMES)}")
-        if set(splits["train"]) & set(splits["eval"]):
+        if set(splits.get("train") or []) & set(splits.get("eval") or []):
             raise UserError(f"splits.train={splits['train']} and splits.eval={splits['eval']} overlap; the critic and the attribute classifier must be trained on held-out images")
         if not 0 < float(self.realness.accept_originals) <= 1:
             raise UserError(f"realness.accept_originals={self.realness.accept_originals} must be in (0, 1] (the seeds' human baseline is 0.93)")
@@ -130,55 +112,35 @@ class ImageQuality(Protocol):
             if kind not in EXTRACTORS:
                 raise UserError(f"fid.extractors names {kind!r}; valid extractors are {', '.join(EXTRACTORS)}")
 
-    def _face_roles(self, dataset: FaceDataset) -> dict[str, list[Any]]:
-        """Face datasets: ``train`` = the partitions in splits.train, ``eval`` = the rest; without
-        partitions, a hash of the identity (or of the file) puts half of them in each."""
-        import hashlib
-
-        train_names = {str(n) for n in self.cfg.splits.train}
-        partitioned = any(s.split for s in dataset.samples)
-        roles: dict[str, list[Any]] = {"train": [], "eval": []}
-        for sample in dataset.samples:
-            if partitioned:
-                in_train = sample.split in train_names
-            else:
-                name = sample.identity if sample.identity is not None else sample.relpath
-                in_train = int(hashlib.sha1(str(name).encode()).hexdigest()[:8], 16) % 2 == 0
-            roles["train" if in_train else "eval"].append(sample)
-        log.info("image-quality on face dataset %s: %d training / %d evaluation images (%s)", dataset.name, len(roles["train"]), len(roles["eval"]),
-                 f"partitions {sorted(train_names)} vs the rest" if partitioned else "identities split in halves by a hash")
-        return roles
-
     def _load_sets(self) -> None:
+        """``train`` and ``eval`` image sets: the splits named by splits.train / splits.eval
+        (:mod:`evalsuite.splits`); face datasets: splits.train vs the rest (:func:`~evalsuite.splits.train_and_rest`)."""
         assert self.dataset is not None
-        region = to_plain(self.cfg.region)
+        region, where = to_plain(self.cfg.region), f"dataset {self.dataset.name} ({self.dataset.root})"
         if isinstance(self.dataset, FaceDataset):
+            size, crop = face_crop_settings(self.cfg.image_size, self.cfg.center_crop)
             if region["name"] == "head":  # aligned faces have no head box: the face box, else the whole aligned face
-                boxed = all(s.annotations.get("face_box") is not None for s in self.dataset.samples)
-                region["name"] = "face" if boxed else "image"
+                region["name"] = "face" if all(s.annotations.get("face_box") is not None for s in self.dataset.samples) else "image"
                 log.info("image-quality on faces: region head read as %s", region["name"])
             self.region_name = str(region["name"])
-            for role, samples in self._face_roles(self.dataset).items():
+            partitions = dataset_splits(self.dataset)
+            train, rest, how = train_and_rest(self.dataset.samples, check_splits(list(self.cfg.splits.train), partitions, where, "splits.train") if partitions else [])
+            log.info("image-quality on face dataset %s: %d training / %d evaluation images (%s)", self.dataset.name, len(train), len(rest), how)
+            for role, samples in (("train", train), ("eval", rest)):
                 if not samples:
                     raise UserError(f"dataset {self.dataset.root} leaves no {role} images for image-quality; use a dataset with more identities or partitions")
-                images, annotations = face_crops(samples, int(self.cfg.image_size), float(self.cfg.center_crop), f"load {role}")
                 self.samples[role] = samples
-                self.sets[role] = ImageSet.from_samples(role, samples, region, images=images, annotations=annotations)
+                self.sets[role] = ImageSet.from_faces(role, samples, region, size, crop)
             return
         for role in ("train", "eval"):
             samples: list[Sample] = []
-            for split in self.cfg.splits[role]:
-                split_samples = self.dataset.split(str(split))
+            for split in check_splits(list(self.cfg.splits[role] or []), dataset_splits(self.dataset), where, f"splits.{role}"):
+                split_samples = self.dataset.split(split)
                 if not split_samples:
                     raise UserError(f"dataset {self.dataset.root} has no {split} images (splits.{role}); check dataset.root")
                 samples += split_samples
             self.samples[role] = samples
             self.sets[role] = ImageSet.from_samples(role, samples, region)
-
-    def _unavailable(self, metrics: tuple[str, ...], reason: str) -> None:
-        log.warning("%s left empty: %s", " / ".join(metrics), reason)
-        for metric in metrics:
-            self.unavailable[metric] = reason
 
     def prepare(self) -> None:
         self._check_config()
@@ -190,35 +152,18 @@ class ImageQuality(Protocol):
         self._load_sets()
         context = {"protocol": "image-quality", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="image-quality")
-        download = bool(self.cfg.download)
-        extractors = {}
-        for kind in self.fid_cfg.get("extractors") or []:
-            try:
-                extractors[kind] = build_extractor(kind, self.fid_cfg, download, self.device)
-            except WeightsUnavailable as exc:
-                self._unavailable((f"fid_{kind}", f"kid_{kind}"), str(exc))
-        for kind in EXTRACTORS:
-            if kind not in extractors and f"fid_{kind}" not in self.unavailable:
-                self.unavailable[f"fid_{kind}"] = self.unavailable[f"kid_{kind}"] = f"not in fid.extractors ({list(self.fid_cfg.get('extractors') or [])})"
-        self.bank = FeatureBank(extractors, self.cache, batch_size=max(32, int(self.cfg.batch_size)), device=self.device)
-        try:
-            from evalsuite.metrics.perceptual import LPIPSMetric
-
-            self.lpips = LPIPSMetric(str(self.cfg.lpips.net), self.cfg.lpips.backbone_weights, download, self.device)
-        except WeightsUnavailable as exc:
-            self._unavailable(("lpips",), str(exc))
-        try:
-            self.landmarks = _landmark_function()
-        except ImportError as exc:
-            self._unavailable(("ldsr",), f"the dlib landmark toolkit evalsuite.metrics.landmarks cannot be imported ({exc})")
+        self.tools = OptionalTools.build(self.fid_cfg, self.cfg.lpips, bool(self.cfg.download), self.cache, max(32, int(self.cfg.batch_size)), self.device)
         train_annotations = [s.annotations for s in self.samples["train"]]
-        self.attribute_names: Any = None
         try:
-            self.attribute_names = select_attributes(train_annotations, self.attribute_config.names)
+            names = select_attributes(train_annotations, self.attribute_config.names)
         except UserError as exc:
             if self.attribute_config.names is not None:  # asked for by name: a real input error
                 raise
-            self._unavailable(("attribute_accuracy",), str(exc))
+            self.tools.mark(("attribute_accuracy",), str(exc))
+        else:
+            key_data = {"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "config": to_plain(self.cfg.attributes)}
+            self.attributes = AttributeUtility(names, self.attribute_config, TrainedModels(self.anonymized_sets.artifacts, "classifiers", "attribute classifier"), key_data,
+                                               (self.images["train"], train_annotations), (self.images["eval"], [s.annotations for s in self.samples["eval"]]), self.device)
 
     def sample_region(self) -> str:
         return getattr(self, "region_name", None) or super().sample_region()
@@ -240,84 +185,30 @@ class ImageQuality(Protocol):
     # ---------------------------------------------------------------- metric groups
     def _fidelity(self, anonymized: torch.Tensor) -> tuple[dict[str, float], dict[str, Any]]:
         originals, masks = self.images["eval"], self.masks["eval"]
-        scores = image_quality_scores(originals, anonymized, masks)
-        metrics = {"psnr": mean_psnr(scores["psnr"]), "ssim": float(np.mean(scores["ssim"]))}
-        mask_ssim = scores["mask_ssim"][~np.isnan(scores["mask_ssim"])]
-        extra: dict[str, Any] = {"mask_ssim_images": int(mask_ssim.size)}
-        if mask_ssim.size:
-            metrics["mask_ssim"] = float(mask_ssim.mean())
+        quality = mean_quality(originals, anonymized, masks)
+        metrics = {"psnr": quality["psnr"], "ssim": quality["ssim"]}
+        extra: dict[str, Any] = {"mask_ssim_images": int(quality["mask_ssim_images"])}
+        if quality["mask_ssim_images"]:
+            metrics["mask_ssim"] = quality["mask_ssim"]
         else:
-            self.unavailable.setdefault("mask_ssim", f"every evaluation image has an empty {self.cfg.region.name} region")
+            self.tools.unavailable.setdefault("mask_ssim", f"every evaluation image has an empty {self.cfg.region.name} region")
         values = ms_ssim(originals, anonymized)
         if not np.isnan(values).all():
             metrics["ms_ssim"] = float(np.nanmean(values))
         extra["ms_ssim_scales"] = ms_ssim_levels(*originals.shape[2:])
-        if self.lpips is not None:
-            metrics["lpips"] = float(np.mean(self.lpips.distances(originals, anonymized)))
+        if self.tools.lpips is not None:
+            metrics["lpips"] = float(np.mean(self.tools.lpips.distances(originals, anonymized)))
         return metrics, extra
 
     def _distribution(self, anonymized: torch.Tensor, key: str, seed: int) -> dict[str, float]:
-        assert self.bank is not None
+        bank = self.tools.bank
+        assert bank is not None
         reference = (f"clean-eval-{stable_hash(self.dataset_fingerprint())}", self.images["eval"])
         candidate = reference if anonymized is self.sets["eval"].images else (key, anonymized)
         metrics: dict[str, float] = {}
-        for kind in self.bank.extractors:
-            metrics.update(fid_kid(self.bank, kind, reference, candidate, int(self.fid_cfg["kid_subsets"]), int(self.fid_cfg["kid_subset_size"]), seed=seed))
+        for kind in bank.extractors:
+            metrics.update(fid_kid(bank, kind, reference, candidate, int(self.fid_cfg["kid_subsets"]), int(self.fid_cfg["kid_subset_size"]), seed=seed))
         return metrics
-
-    def _ldsr(self, anonymized: torch.Tensor) -> tuple[dict[str, float], dict[str, Any]]:
-        """LDSR over the evaluation images whose original shows a face (``face_box`` not None)."""
-        if self.landmarks is None:
-            return {}, {}
-        annotations = self.sets["eval"].annotations  # face boxes in the coordinates of the (cropped) images
-        index = [i for i, a in enumerate(annotations) if a.get("face_box") is not None]
-        if not index:
-            self.unavailable.setdefault("ldsr", "no evaluation image has a face_box annotation (LDSR needs visible faces)")
-            return {}, {}
-        boxes = [annotations[i]["face_box"] for i in index]
-        options = {k: v for k, v in to_plain(self.cfg.ldsr).items()}
-        options["key"] = "ldsr.models_dir"
-
-        def ratio(images: torch.Tensor) -> float:
-            return float(np.asarray(self.landmarks(images[index], boxes, **options), dtype=bool).mean())
-
-        if self._ldsr_original is None:
-            self._ldsr_original = ratio(self.images["eval"])
-        value = self._ldsr_original if anonymized is self.images["eval"] else ratio(anonymized)  # the identity's are the originals
-        return {"ldsr": value}, {"ldsr_faces": len(index), "ldsr_original": self._ldsr_original}
-
-    def _attribute_classifier(self, seed: int) -> tuple[Any, AttributeEncoder, dict[str, float]]:
-        """The clean-trained attribute classifier of this seed (memory and disk cache) and its accuracy on originals."""
-        if seed in self._attribute_models:
-            return self._attribute_models[seed]
-        from evalsuite.metrics.classifier import SmallCNN
-
-        train_annotations = [s.annotations for s in self.samples["train"]]
-        encoder = AttributeEncoder(self.attribute_names, train_annotations)
-        key = stable_hash({"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "attributes": encoder.state(), "config": to_plain(self.cfg.attributes), "seed": seed})
-
-        def load(path: Any) -> Any:
-            model = SmallCNN([len(encoder.classes[n]) for n in encoder.names], width=self.attribute_config.width)
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-
-        assert self.anonymized_sets is not None
-        model, _ = self.anonymized_sets.artifacts.get_or_build(
-            "classifiers", key, ".pt", load, lambda: train_attribute_classifier(self.images["train"], encoder, train_annotations, self.attribute_config, seed, self.device),
-            lambda m, path: torch.save(m.state_dict(), path), what="attribute classifier")
-        original = attribute_accuracies(model, encoder, self.images["eval"], [s.annotations for s in self.samples["eval"]], self.device)
-        self._attribute_models[seed] = (model, encoder, original)
-        return self._attribute_models[seed]
-
-    def _attributes(self, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
-        if self.attribute_names is None:
-            return {}, {}
-        model, encoder, original = self._attribute_classifier(seed)
-        accuracy = attribute_accuracies(model, encoder, anonymized, [s.annotations for s in self.samples["eval"]], self.device)
-        per_attribute = {name: {"anonymized": accuracy[name], "original": original[name]} for name in accuracy}
-        metrics = {"attribute_accuracy": float(np.mean(list(accuracy.values())))} if accuracy else {}
-        extra = {"attribute_accuracy_original": float(np.mean(list(original.values()))) if original else math.nan, "attribute_accuracy_per_attribute": per_attribute}
-        return metrics, extra
 
     # ---------------------------------------------------------------- one grid cell
     def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
@@ -338,24 +229,16 @@ class ImageQuality(Protocol):
 
         step("fidelity", lambda: self._fidelity(anonymized))
         step("fid_kid", lambda: (self._distribution(anonymized, key, seed), {}))
-        step("ldsr", lambda: self._ldsr(anonymized))
+        step("ldsr", lambda: self.tools.ldsr(self.images["eval"], anonymized, self.sets["eval"].annotations, {**to_plain(self.cfg.ldsr), "key": "ldsr.models_dir"}))
         step("realness", lambda: self._realness(anonymizer, train_anonymized, anonymized, seed))
-        step("attributes", lambda: self._attributes(anonymized, seed))
-        if detected is not None:
-            rate, count = leak_rate(self.masks["eval"], detected, float(self.cfg.leak.min_coverage))
-            if count:
-                metrics["leak_rate"] = rate
-            extra["leak_regions"] = count
-        elif getattr(anonymizer.anonymizer, "regions", "given") == "own":
-            extra["leak_rate_note"] = "the anonymizer finds its own regions but reported no detections"
-        else:
-            extra["leak_rate_note"] = "anonymizer uses the annotated regions (no detector)"
+        step("attributes", lambda: self.attributes.scores(anonymized, seed) if self.attributes is not None else ({}, {}))
+        step("leak", lambda: leak_scores(self.masks["eval"], detected, AnonymizedSets.finds_own_regions(anonymizer), float(self.cfg.leak.min_coverage)))
         for metric in ALL_METRICS:  # every metric but leak_rate is in the row; nan = could not be computed
             if metric != "leak_rate" and metric not in metrics:
                 metrics[metric] = math.nan
-        extra["unavailable"] = {m: self.unavailable.get(m, "no value (see the log)") for m, v in metrics.items() if math.isnan(v)}
-        if self.bank is not None:
-            extra["feature_extractors"] = {kind: fp for kind, (_, fp) in self.bank.extractors.items()}
+        extra["unavailable"] = {m: self.tools.unavailable.get(m, "no value (see the log)") for m, v in metrics.items() if math.isnan(v)}
+        if self.tools.bank is not None:
+            extra["feature_extractors"] = {kind: fp for kind, (_, fp) in self.tools.bank.extractors.items()}
         return CellResult(metrics=metrics, durations=durations, extra=extra)
 
     def _realness(self, spec: AnonymizerSpec, train_anonymized: torch.Tensor, anonymized: torch.Tensor, seed: int) -> tuple[dict[str, float], dict[str, Any]]:

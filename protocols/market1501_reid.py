@@ -27,6 +27,7 @@ from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
+from evalsuite.trained_models import Memo, TrainedModels, training_source
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ class Market1501Reid(Protocol):
         self.attacker_config = AttackerConfig.from_dict(to_plain(cfg.attacker))
         self.device = str(cfg.device)
         self.dataset: ReidDataset | None = None
-        self._attackers: dict[str, ReidAttacker] = {}
-        self._feature_cache: dict[tuple[str, str], torch.Tensor] = {}
+        self._attackers: TrainedModels[ReidAttacker] | None = None
+        self._feature_cache: Memo[torch.Tensor] = Memo()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -69,6 +70,7 @@ class Market1501Reid(Protocol):
             self.sets[split] = ImageSet.from_samples(split, self.dataset.split(split), to_plain(self.cfg.region))
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
+        self._attackers = TrainedModels(self.anonymized_sets.artifacts, "attackers", "attacker")
         from attacks.reid_attacker import load_checkpoint_state
 
         for key in ("weights", "init_weights"):  # fail early, before any output
@@ -100,7 +102,7 @@ class Market1501Reid(Protocol):
 
     def _attacker_source(self, clean: bool, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
         assert self.anonymized_sets is not None
-        return {"images": "clean"} if clean else {"images": "anonymized", "set": self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])}
+        return training_source(clean, lambda: self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"]))
 
     @staticmethod
     def _trains_on_clean(attack: ThreatModel, spec: AnonymizerSpec) -> bool:
@@ -111,7 +113,7 @@ class Market1501Reid(Protocol):
         return self._attacker(self._trains_on_clean(attack, spec), spec, seed)
 
     def _attacker(self, clean: bool, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
-        assert self.dataset is not None and self.anonymized_sets is not None
+        assert self.dataset is not None and self._attackers is not None
         key = self._attacker_key(self._attacker_source(clean, spec, seed), seed)
         if key in self._attackers:
             return self._attackers[key], key, 0.0
@@ -129,12 +131,9 @@ class Market1501Reid(Protocol):
             return attacker
 
         if clean and self.attacker_config.weights:
-            train()
-        else:
-            self.anonymized_sets.artifacts.get_or_build(
-                "attackers", key, ".pt", attacker.load_cached, train, lambda a, path: torch.save(a.model.state_dict(), path), what="attacker")
-        self._attackers[key] = attacker
-        return attacker, key, time.perf_counter() - started
+            return self._attackers.put(key, train()), key, time.perf_counter() - started
+        attacker, seconds = self._attackers.get(key, attacker.load_cached, train, lambda a: a.model.state_dict())
+        return attacker, key, seconds
 
     # ---------------------------------------------------------------- the plan
     def cell_artifacts(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> list[ArtifactNode]:
@@ -159,10 +158,8 @@ class Market1501Reid(Protocol):
             raise RuntimeError(f"{node.description}: planned as {node.key}, built as {key}; every worker must see the same dataset and config")
 
     def _features(self, attacker: ReidAttacker, attacker_key: str, images: torch.Tensor, set_key: str) -> torch.Tensor:
-        cache_key = (attacker_key, set_key)
-        if cache_key not in self._feature_cache:
-            self._feature_cache[cache_key] = attacker.extract(images, batch_size=max(64, int(self.cfg.batch_size)), description=f"features {set_key[:18]}")
-        return self._feature_cache[cache_key]
+        return self._feature_cache.get((attacker_key, set_key), lambda: attacker.extract(
+            images, batch_size=max(64, int(self.cfg.batch_size)), description=f"features {set_key[:18]}"))
 
     # ---------------------------------------------------------------- one grid cell
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:

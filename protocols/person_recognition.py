@@ -7,7 +7,7 @@ recognizer attention of the body+head recognizer (``head_contribution``,
 :mod:`evalsuite.metrics.attention`) and the image quality of the anonymized test images
 (``ssim`` on the whole image, ``mask_ssim`` on the anonymized region).
 
-Splits (a :class:`~evalsuite.data.types.ReidDataset`):
+Splits (:mod:`evalsuite.splits`, of a :class:`~evalsuite.data.types.ReidDataset`):
 
 - ``train``: the CNN feature extractors learn from it (its identities are disjoint from the
   test identities, as naeil's PIPA train set);
@@ -56,22 +56,22 @@ from attacks.person_recognizer import (
     boxes_tensor,
 )
 from attacks.threat_models import ThreatModel
+from evalsuite.closed_set import shared_identities
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
 from evalsuite.metrics.attention import DEFAULT_SIGMA, head_contribution, saliency_maps
 from evalsuite.metrics.person_recognition import PERSON_RECOGNITION_METRICS, accuracy
-from evalsuite.metrics.quality import image_quality_scores
+from evalsuite.metrics.quality import mean_quality
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
 from evalsuite.registry import ANONYMIZERS, PROTOCOLS
+from evalsuite.trained_models import Memo, TrainedModels, training_source
 
 log = logging.getLogger(__name__)
 
-#: protocol split -> dataset split
-SPLITS = {"train": "train", "enroll": "gallery", "test": "query"}
 METRIC_OF_REGION = {"head": "head_accuracy", "body+head": "body_head_accuracy"}
 ALL_METRICS = (*PERSON_RECOGNITION_METRICS, "head_contribution", "ssim", "mask_ssim")
 DEFAULT_ANONYMIZERS = (
@@ -90,7 +90,7 @@ class PersonRecognition(Protocol):
     metrics = ALL_METRICS
     supported_attacks = ("naive", "adaptive")
     table_metrics = ALL_METRICS
-    sample_set = "test"
+    sample_set = "query"
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -116,10 +116,10 @@ class PersonRecognition(Protocol):
         self.head_masks: dict[str, torch.Tensor] = {}
         self.boxes: dict[str, torch.Tensor] = {}
         self.labels: dict[str, np.ndarray] = {}
-        self._recognizers: dict[str, PersonRecognizer] = {}
-        self._features: dict[tuple[str, str], np.ndarray] = {}
-        self._svms: dict[tuple[str, str], IdentitySVM] = {}
-        self._quality: dict[str, dict[str, float]] = {}
+        self._recognizers: TrainedModels[PersonRecognizer] | None = None
+        self._features: Memo[np.ndarray] = Memo()
+        self._svms: Memo[IdentitySVM] = Memo()
+        self._quality: Memo[dict[str, float]] = Memo()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -127,13 +127,11 @@ class PersonRecognition(Protocol):
         if not isinstance(dataset, ReidDataset):
             raise UserError(f"dataset {self.cfg.dataset.name!r} is not a person dataset with train / gallery / query splits; use dataset=synthetic or dataset=pipa")
         self.dataset = dataset
-        test_ids = {s.pid for s in dataset.query}
-        enroll = [s for s in dataset.gallery if s.pid in test_ids]
-        enrolled = {s.pid for s in enroll}
-        self.samples = {"train": list(dataset.train), "enroll": enroll, "test": [s for s in dataset.query if s.pid in enrolled]}
+        gallery, query, enrolled = shared_identities(dataset.split("gallery"), dataset.split("query"))
+        self.samples = {"train": list(dataset.split("train")), "gallery": gallery, "query": query}
         for split, samples in self.samples.items():
             if not samples:
-                raise UserError(f"dataset {dataset.root}: no {split} images ({SPLITS[split]} split{' with identities shared by gallery and query' if split != 'train' else ''}); check dataset.root")
+                raise UserError(f"dataset {dataset.root}: no {split} images{' with identities shared by gallery and query' if split != 'train' else ''}; check dataset.root")
         if len(enrolled) < 2:
             raise UserError(f"dataset {dataset.root}: the gallery and query share {len(enrolled)} identity; person recognition needs at least 2")
         region = self.cfg.region
@@ -141,7 +139,7 @@ class PersonRecognition(Protocol):
             missing = [s for s in samples if s.annotations.get("head_box") is None]
             if missing:
                 raise UserError(
-                    f"{len(missing)} of {len(samples)} {SPLITS[split]} images have no head_box annotation (e.g. {missing[0].relpath}); "
+                    f"{len(missing)} of {len(samples)} {split} images have no head_box annotation (e.g. {missing[0].relpath}); "
                     "person-recognition needs a head box for every image: use dataset=synthetic or dataset=pipa, or supply dataset.annotations=FILE"
                 )
             self.sets[split] = ImageSet.from_samples(split, samples, {"name": str(region.name), "dilation": region.dilation, "fallback": "error"})
@@ -153,11 +151,9 @@ class PersonRecognition(Protocol):
         self.labels["train"] = np.unique(self.labels["train"], return_inverse=True)[1].reshape(-1)
         context = {"protocol": "person-recognition", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="person-recognition")
-        log.info(
-            "person-recognition: %d train images / %d ids, %d enrollment / %d test images of %d ids (chance %.1f%%)",
-            len(self.samples["train"]), self.num_train_ids, len(self.samples["enroll"]), len(self.samples["test"]),
-            len(enrolled), 100.0 / len(enrolled),
-        )
+        self._recognizers = TrainedModels(self.anonymized_sets.artifacts, "person_recognizers", "recognizer")
+        log.info("person-recognition: %d train images / %d ids, %d gallery (enrollment) / %d query images of %d ids (chance %.1f%%)",
+                 len(self.samples["train"]), self.num_train_ids, len(gallery), len(query), len(enrolled), 100.0 / len(enrolled))
 
     @property
     def num_train_ids(self) -> int:
@@ -165,7 +161,7 @@ class PersonRecognition(Protocol):
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
-        files = [f"{s.relpath}:{s.pid}:{s.annotations['head_box']}" for split in SPLITS for s in self.samples[split]]
+        files = [f"{s.relpath}:{s.pid}:{s.annotations['head_box']}" for samples in self.samples.values() for s in samples]
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files)}
 
     # ---------------------------------------------------------------- anonymized sets
@@ -181,17 +177,13 @@ class PersonRecognition(Protocol):
 
     def recognizer(self, region: str, attack: ThreatModel, spec: AnonymizerSpec, seed: int) -> tuple[PersonRecognizer, str, float]:
         """The region's feature extractor for this threat model; trained once per training data, config and seed."""
-        assert self.dataset is not None
+        assert self.anonymized_sets is not None and self._recognizers is not None
         adapted = self._adapted(attack, spec)
-        source: dict[str, Any] = {"images": "clean"}
-        if adapted:
-            assert self.anonymized_sets is not None
-            source = {"images": "anonymized", "set": self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])}
+        source = training_source(not adapted, lambda: self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"]))
         config = {k: v for k, v in self.recognizer_config.as_dict().items() if k != "svm_c"}
         key = stable_hash({"protocol": "person-recognition", "version": self.version, "dataset": self.dataset_fingerprint(), "region": region, "train": source, "recognizer": config, "seed": seed})
         if key in self._recognizers:
             return self._recognizers[key], key, 0.0
-        started = time.perf_counter()
         recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.num_train_ids, device=self.device, seed=seed)
 
         def train() -> PersonRecognizer:
@@ -199,41 +191,27 @@ class PersonRecognition(Protocol):
             what = spec.label if adapted else "clean"
             return recognizer.fit(images, self.boxes["train"], torch.as_tensor(self.labels["train"]), description=f"train {region} recognizer ({what}, seed {seed})")
 
-        assert self.anonymized_sets is not None
-        self.anonymized_sets.artifacts.get_or_build(
-            "person_recognizers", key, ".pt", recognizer.load, train, lambda r, path: torch.save(r.model.state_dict(), path), what=f"{region} recognizer")
-        self._recognizers[key] = recognizer
-        return recognizer, key, time.perf_counter() - started
+        recognizer, seconds = self._recognizers.get(key, recognizer.load, train, lambda r: r.model.state_dict(), what=f"{region} recognizer")
+        return recognizer, key, seconds
 
     def _embed(self, recognizer: PersonRecognizer, recognizer_key: str, images: torch.Tensor, split: str, set_key: str) -> np.ndarray:
-        cache_key = (recognizer_key, set_key)
-        if cache_key not in self._features:
-            self._features[cache_key] = recognizer.embed(images, self.boxes[split], batch_size=max(64, int(self.cfg.batch_size)))
-        return self._features[cache_key]
+        return self._features.get((recognizer_key, set_key), lambda: recognizer.embed(images, self.boxes[split], batch_size=max(64, int(self.cfg.batch_size))))
 
-    def _svm(self, recognizer: PersonRecognizer, recognizer_key: str, enroll: torch.Tensor, enroll_key: str, seed: int) -> IdentitySVM:
-        cache_key = (recognizer_key, enroll_key)
-        if cache_key not in self._svms:
-            features = self._embed(recognizer, recognizer_key, enroll, "enroll", enroll_key)
-            self._svms[cache_key] = IdentitySVM(c=self.recognizer_config.svm_c, seed=seed).fit(features, self.labels["enroll"])
-        return self._svms[cache_key]
+    def _svm(self, recognizer: PersonRecognizer, recognizer_key: str, gallery: torch.Tensor, gallery_key: str, seed: int) -> IdentitySVM:
+        return self._svms.get((recognizer_key, gallery_key), lambda: IdentitySVM(c=self.recognizer_config.svm_c, seed=seed).fit(
+            self._embed(recognizer, recognizer_key, gallery, "gallery", gallery_key), self.labels["gallery"]))
 
-    # ---------------------------------------------------------------- quality
-    def quality(self, test: torch.Tensor, test_key: str) -> dict[str, float]:
-        """Mean SSIM and mask-SSIM (on the anonymized region) of the anonymized test images."""
-        if test_key not in self._quality:
-            scores = image_quality_scores(self.images["test"], test, self.masks["test"])
-            mask_ssim = scores["mask_ssim"][np.isfinite(scores["mask_ssim"])]  # nan: an empty region
-            self._quality[test_key] = {"ssim": float(scores["ssim"].mean()), "mask_ssim": float(mask_ssim.mean()) if mask_ssim.size else math.nan}
-        return self._quality[test_key]
+    def quality(self, query: torch.Tensor, query_key: str) -> dict[str, float]:
+        """Mean SSIM and mask-SSIM (on the anonymized region; nan when empty) of the anonymized query images."""
+        return self._quality.get(query_key, lambda: {k: v for k, v in mean_quality(self.images["query"], query, self.masks["query"]).items() if k in ("ssim", "mask_ssim")})
 
     # ---------------------------------------------------------------- one grid cell
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
         assert self.dataset is not None
         timer = time.perf_counter()
-        test, test_key = self.anonymized("test", anonymizer, seed)
+        query, query_key = self.anonymized("query", anonymizer, seed)
         adapted = self._adapted(attack, anonymizer)
-        enroll, enroll_key = self.anonymized("enroll", anonymizer, seed) if adapted else (self.images["enroll"], "clean-enroll")
+        gallery, gallery_key = self.anonymized("gallery", anonymizer, seed) if adapted else (self.images["gallery"], "clean-gallery")
         durations = {"anonymize_s": time.perf_counter() - timer, "train_s": 0.0}
         metrics: dict[str, float] = {}
         keys: dict[str, str] = {}
@@ -242,31 +220,25 @@ class PersonRecognition(Protocol):
             recognizer, key, train_s = self.recognizer(region, attack, anonymizer, seed)
             durations["train_s"] += train_s
             keys[region] = key
-            svm = self._svm(recognizer, key, enroll, enroll_key, seed)
-            predicted = svm.predict(self._embed(recognizer, key, test, "test", test_key))
-            metrics[METRIC_OF_REGION[region]] = accuracy(predicted, self.labels["test"])
+            svm = self._svm(recognizer, key, gallery, gallery_key, seed)
+            predicted = svm.predict(self._embed(recognizer, key, query, "query", query_key))
+            metrics[METRIC_OF_REGION[region]] = accuracy(predicted, self.labels["query"])
         durations["recognize_s"] = time.perf_counter() - timer - durations["train_s"]
 
         timer = time.perf_counter()
-        body, body_key = self._recognizers[keys["body+head"]], keys["body+head"]
-        svm = self._svm(body, body_key, enroll, enroll_key, seed)
+        body = self._recognizers[keys["body+head"]]  # type: ignore[index]
+        svm = self._svm(body, keys["body+head"], gallery, gallery_key, seed)
         maps = saliency_maps(
-            lambda x, boxes: body.class_scores(x.to(self.device), boxes, svm), test, self.boxes["test"],
+            lambda x, boxes: body.class_scores(x.to(self.device), boxes, svm), query, self.boxes["query"],
             sigma=float(self.cfg.attention.sigma), batch_size=int(self.cfg.batch_size),
         )
-        metrics["head_contribution"] = head_contribution(maps, self.head_masks["test"])
+        metrics["head_contribution"] = head_contribution(maps, self.head_masks["query"])
         durations["attention_s"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        metrics.update(self.quality(test, test_key))
+        metrics.update(self.quality(query, query_key))
         durations["quality_s"] = time.perf_counter() - timer
-        identities = len(set(self.labels["enroll"].tolist()))
-        return CellResult(
-            metrics=metrics,
-            durations=durations,
-            extra={
-                "num_train": len(self.samples["train"]), "num_enroll": len(self.samples["enroll"]), "num_test": len(self.samples["test"]),
-                "num_identities": identities, "chance": {metric: 1.0 / identities for metric in METRIC_OF_REGION.values()},
-                "recognizer_keys": keys,
-            },
-        )
+        identities = len(set(self.labels["gallery"].tolist()))
+        return CellResult(metrics=metrics, durations=durations, extra={
+            "num_train": len(self.samples["train"]), "num_enroll": len(self.samples["gallery"]), "num_test": len(self.samples["query"]),
+            "num_identities": identities, "chance": {metric: 1.0 / identities for metric in METRIC_OF_REGION.values()}, "recognizer_keys": keys})

@@ -177,3 +177,22 @@ def test_tolerance_for_an_unknown_metric_is_refused(baseline, tmp_path, capsys):
     results = write(tmp_path / "r.jsonl", rows_from(BASE))
     code, _, err = check(capsys, results, baseline, "--tolerance", "rank_1=0.1")
     assert code == 2 and "did you mean 'rank1'" in err
+
+
+def test_gate_reads_metric_directions_from_the_runs_run_json(tmp_path, capsys):
+    """A metric the registry does not know (a plugin's, not installed here): the run's run.json
+    says higher is better, so a rise is an improvement; without run.json it is only a change."""
+    values = {("none", "naive"): [0.5, 0.52, 0.51], ("blur", "naive"): [0.3, 0.31, 0.32]}
+    rows = [row(a, t, seed, {"plugin_score": v}) for (a, t), per_seed in values.items() for seed, v in enumerate(per_seed)]
+    write(tmp_path / "base" / "results.jsonl", rows)
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    risen = [{**r, "metrics": {"plugin_score": r["metrics"]["plugin_score"] + (0.2 if r["anonymizer"] == "blur" else 0)}} for r in rows]
+    plain = write(tmp_path / "plain" / "results.jsonl", risen)
+    code, out, _ = check(capsys, plain.parent, baseline, "--tolerance", "0.01")
+    assert code == 1 and "CHANGED" in out  # no direction known: any change beyond tolerance fails
+    described = write(tmp_path / "described" / "results.jsonl", risen)
+    spec = {"name": "plugin_score", "description": "a plugin's score", "higher_is_better": True, "category": "utility", "unit": "rate", "label": "Plugin"}
+    (described.parent / "run.json").write_text(json.dumps({"format": 1, "runs": {"cfg1": {"metrics": {"plugin_score": spec}}}}))
+    code, out, _ = check(capsys, described.parent, baseline, "--tolerance", "0.01")
+    assert code == 0 and "improved" in out and "Plugin ↑" in out

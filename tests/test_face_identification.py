@@ -10,7 +10,8 @@ import pytest
 from evalsuite.cli import main
 from evalsuite.data.faces import FaceDataset, FaceSample
 from evalsuite.errors import UserError
-from protocols.face_identification import FaceIdentification, closed_set_split
+from evalsuite.closed_set import closed_set_split, fit_groups, joint_order
+from protocols.face_identification import FaceIdentification
 
 TINY = [
     "protocol=face-identification",
@@ -115,6 +116,7 @@ def test_cold_cache_same_numbers(first_run: Path, tmp_path: Path) -> None:
     ("split.enrol_fraction=1.0", "split.enrol_fraction"),
     ("region.name=torso", "torso"),
     ("region.name=head", "head_box"),
+    ("split.partitions=[gallery]", "split.partitions='gallery': dataset synthetic-faces has no gallery split; it has train"),
     ("table.metrics=[top_1]", "'top1'"),
 ])
 def test_bad_settings_exit_2_before_writing(override: str, fragment: str, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -133,9 +135,9 @@ def test_face_region_masks_the_landmark_box(cache: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("EVALSUITE_CACHE", str(cache))
     proto = FaceIdentification(compose([*TINY, "region.name=face", "region.dilation=1"]), Cache(cache))
     proto.prepare()
-    masks = proto.masks["probe"]
+    masks = proto.masks["query"]
     assert masks.shape == (12, 1, 32, 32) and 0.2 < masks.float().mean() < 0.9  # the face, not the whole crop
-    for sample, mask in zip(proto.samples["probe"], masks[:, 0]):
+    for sample, mask in zip(proto.samples["query"], masks[:, 0]):
         pts = np.array(sample.landmarks[68])
         x0, y0 = np.floor(pts.min(axis=0)).astype(int)
         x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
@@ -173,26 +175,21 @@ def test_split_refuses_too_few_identities() -> None:
 
 
 def test_distinct_fit_groups_hold_one_image_per_identity() -> None:
-    proto = FaceIdentification.__new__(FaceIdentification)
-    proto.cfg = type("C", (), {"fit_groups": "distinct"})()
     labels = np.array([0, 0, 1, 2, 1, 0, 2, 2, 2])
-    groups = proto.fit_groups(labels)
+    groups = fit_groups(labels, "distinct")
     assert sorted(np.concatenate(groups).tolist()) == list(range(len(labels)))
     assert all(len(set(labels[g].tolist())) == len(g) for g in groups)
     assert [len(g) for g in groups] == [3, 3, 2, 1]
-    proto.cfg.fit_groups = "split"
-    assert [len(g) for g in proto.fit_groups(labels)] == [9]
+    assert [len(g) for g in fit_groups(labels, "split")] == [9]
 
 
 def test_parrot_joint_groups_mix_enrolment_and_probe_faces() -> None:
-    proto = FaceIdentification.__new__(FaceIdentification)
-    proto.cfg = type("C", (), {"fit_groups": "distinct"})()
     enrol, probe = np.repeat(np.arange(4), 3), np.repeat(np.arange(4), 2)
     labels = np.concatenate([enrol, probe])
-    groups = proto.fit_groups(labels, FaceIdentification.joint_order(enrol, probe))
+    groups = fit_groups(labels, "distinct", joint_order(enrol, probe))
     is_probe = np.arange(len(labels)) >= len(enrol)
     assert sorted(np.concatenate(groups).tolist()) == list(range(len(labels)))
     assert all(len(set(labels[g].tolist())) == len(g) for g in groups)  # still one image per identity
     assert all(is_probe[g].any() and not is_probe[g].all() for g in groups[:4])  # enrolment and probe faces together
     # without the joint order every group would be enrolment-only or probe-only
-    assert all(is_probe[g].all() or not is_probe[g].any() for g in proto.fit_groups(labels))
+    assert all(is_probe[g].all() or not is_probe[g].any() for g in fit_groups(labels, "distinct"))

@@ -45,7 +45,7 @@ def run_out(tmp_path_factory, torch_home):
     records = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
-    logger = logging.getLogger("protocols.image_quality")
+    logger = logging.getLogger("evalsuite.metrics.optional_tools")
     logger.addHandler(handler)
     try:
         code = main(["run", *TINY, f"cache_dir={cache}", f"out={out}"])
@@ -121,7 +121,7 @@ def test_reference_features_are_reused_from_the_cache(run_out, torch_home, monke
     protocol.prepare()
     for name in ("none", "pixelate8"):
         protocol.evaluate(resolve_anonymizer(name), resolve_attack("none"), 0)
-    assert protocol.bank.passes["random"] == 1
+    assert protocol.tools.bank.passes["random"] == 1
 
 
 def test_unavailable_metrics_are_logged_once(run_out):
@@ -136,6 +136,8 @@ def test_unavailable_metrics_are_logged_once(run_out):
     [
         (["attacks=[naive]"], "attacks=[none]"),
         (["splits.eval=[train]"], "overlap"),
+        (["splits.eval=[bounding_box_test]"], "splits.eval='bounding_box_test' is not a split: the splits are train, val, test, gallery, query"),
+        (["splits.train=[val]"], "has no val split; it has train, gallery, query"),
         (["realness.accept_originals=1.5"], "realness.accept_originals"),
         (["fid.extractors=[clip]"], "fid.extractors"),
         (["attributes.names=[no_such_attribute]"], "no_such_attribute"),

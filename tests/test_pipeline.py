@@ -76,6 +76,44 @@ def test_code_version_follows_the_source_file(tmp_path, monkeypatch):
     assert component_version(importlib.import_module("my_anon").Mine) != first
 
 
+
+def test_code_version_follows_the_helper_modules_it_imports(tmp_path, monkeypatch):
+    """A plugin package: editing the helper module its anonymizer imports changes the version;
+    editing a module it does not import does not."""
+    import importlib
+    import sys
+
+    from anonymizers import base
+
+    package = tmp_path / "my_plugin_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("def invert(i):\n    return 255 - i\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    (package / "anon.py").write_text("from anonymizers.base import Anonymizer\nfrom .helpers import invert\n"
+                                     "class Mine(Anonymizer):\n    def _anonymize_region(self, i, m, a, g):\n        return invert(i)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_VERSIONS", {})
+
+    def version() -> str:
+        for name in [m for m in sys.modules if m.startswith("my_plugin_pkg")]:
+            del sys.modules[name]
+        base._VERSIONS.clear()
+        return base.component_version(importlib.import_module("my_plugin_pkg.anon").Mine)
+
+    first = version()
+    assert package / "helpers.py" in base.imported_project_files(["my_plugin_pkg.anon"])
+    (package / "unrelated.py").write_text("X = 2\n")
+    assert version() == first
+    (package / "helpers.py").write_text("def invert(i):\n    return 254 - i  # a fix\n")
+    assert version() != first
+
+
+def test_builtin_code_versions_cover_anonymizers_helpers():
+    from anonymizers.base import imported_project_files
+
+    assert any(p.name == "regionwise.py" for p in imported_project_files(["anonymizers.blur"]))
+
 def test_fit_on_train_fits_once_caches_state_and_refuses_without_train(tmp_path):
     from evalsuite.components import AnonymizerSpec
 
@@ -141,3 +179,55 @@ def test_truncated_anonymized_set_is_rebuilt(tmp_path, caplog):
         again = AnonymizedSets(Cache(tmp_path), {"dataset": "x"}).get(image_set(), resolve_anonymizer("mask"), 0)
     assert torch.equal(again.images, first.images)
     assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+def scene_set(reads: list[int]):
+    """Two scenes of different sizes, one box instance each (the second has two)."""
+    from evalsuite.anonymized_scenes import SceneSet
+
+    generator = torch.Generator().manual_seed(0)
+    scenes = [torch.randint(0, 256, (3, 40, 60), generator=generator, dtype=torch.uint8),
+              torch.randint(0, 256, (3, 50, 30), generator=generator, dtype=torch.uint8)]
+
+    def box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        mask = np.zeros((h, w), dtype=bool)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+    instances = [[(box(40, 60, 5, 25, 10, 30), {})], [(box(50, 30, 0, 10, 0, 10), {}), (box(50, 30, 20, 45, 5, 25), {})]]
+
+    def image(i: int) -> torch.Tensor:
+        reads.append(i)
+        return scenes[i]
+
+    return SceneSet("val", ["a.jpg", "b.jpg"], image, lambda i: instances[i], [1, 2], "fp", sum(s.numel() for s in scenes))
+
+
+def test_anonymized_scenes_change_only_instances_are_cached_and_follow_the_code_version(tmp_path, monkeypatch, caplog):
+    from anonymizers import base
+    from anonymizers.blur import GaussianBlur
+    from evalsuite.anonymized_scenes import AnonymizedScenes
+
+    reads: list[int] = []
+    scenes = scene_set(reads)
+    spec = resolve_anonymizer("mask")
+    first = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"})
+    out = [first.get(scenes, spec, 0)(i) for i in range(2)]
+    assert [tuple(o.shape) for o in out] == [(3, 40, 60), (3, 50, 30)]
+    original = scenes.image(0)
+    assert not torch.equal(out[0][:, 5:25, 10:30], original[:, 5:25, 10:30]) and torch.equal(out[0][:, 30:], original[:, 30:])
+    reads.clear()
+    again = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"}).get(scenes, spec, 0)  # another process: read from the cache
+    assert all(torch.equal(again(i), out[i]) for i in range(2)) and reads == []
+    (path,) = (tmp_path / "anonymized_scenes").iterdir()
+    path.write_bytes(path.read_bytes()[:50])  # truncated: rebuilt with one log line
+    with caplog.at_level(logging.WARNING, logger="evalsuite.pipeline"):
+        rebuilt = AnonymizedScenes(Cache(tmp_path), {"dataset": "x"}).get(scenes, spec, 0)
+    assert torch.equal(rebuilt(1), out[1]) and "unreadable" in caplog.text
+    blur = resolve_anonymizer("blur")
+    before = first.key(scenes, blur, 0)
+    monkeypatch.setattr(GaussianBlur, "code_version", "2")
+    monkeypatch.setattr(base, "_VERSIONS", {})
+    assert first.key(scenes, resolve_anonymizer("blur"), 0) != before
+    with pytest.raises(UserError, match="instance by instance"):
+        first.get(scenes, resolve_anonymizer("ksame-pixel-k2"), 0)

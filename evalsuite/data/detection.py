@@ -95,8 +95,9 @@ class DetectionDataset:
     def split(self, name: str) -> DetectionSplit:
         """The split ``name`` (``train`` or ``val``), read on first use."""
         if name not in self._splits:
-            if name not in self.loaders:
-                raise UserError(f"dataset {self.name} ({self.root}) has no {name} split; it has {', '.join(self.loaders) or 'none'}")
+            from evalsuite.splits import check_split
+
+            check_split(name, self.loaders, f"dataset {self.name} ({self.root})", "split")
             self._splits[name] = self.loaders[name]()
         return self._splits[name]
 

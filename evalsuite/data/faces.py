@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite.splits import ON_DISK
 from evalsuite.errors import UserError
 from evalsuite.registry import DATASETS
 
@@ -77,7 +78,7 @@ CELEBA_IDENTITY = "identity_CelebA.txt"
 CELEBA_ATTR = "list_attr_celeba.txt"
 CELEBA_LANDMARKS = "list_landmarks_align_celeba.txt"
 CELEBA_PARTITION = "list_eval_partition.txt"
-CELEBA_PARTITIONS = {"0": "train", "1": "val", "2": "test"}
+CELEBA_PARTITIONS = {code: split for split, code in ON_DISK["celeba"].items()}  # list_eval_partition.txt code -> split
 
 FACE_SIDECAR = "evalsuite_faces.json"
 FACE_SIDECAR_FORMAT = "evalsuite-faces/1"

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from evalsuite.splits import ON_DISK
 from evalsuite.data.types import SIDECAR_NAME, ReidDataset, Sample
 from evalsuite.errors import UserError
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DATASET_DIRNAME = "Market-1501-v15.09.15"
 # (split name, folder, relabel pids)
-SPLIT_DIRS = (("train", "bounding_box_train", True), ("query", "query", False), ("gallery", "bounding_box_test", False))
+SPLIT_DIRS = tuple((split, ON_DISK["market1501"][split], split == "train") for split in ("train", "query", "gallery"))
 NAME_PATTERN = re.compile(r"([-\d]+)_c(\d)")
 EXPECTED_NAME = "PPPP_cCsS_FFFFFF_NN.jpg (regex ([-\\d]+)_c(\\d), e.g. 0002_c1s1_000451_03.jpg)"
 ANNOTATION_FORMAT = "evalsuite-annotations/1"

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from evalsuite.splits import ON_DISK
 from evalsuite.data.types import SIDECAR_NAME
 from evalsuite.errors import UserError
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 MARKER_NAME = "evalsuite_synthetic.json"
 ANNOTATION_FORMAT = "evalsuite-annotations/1"
-SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+SPLIT_FOLDERS = dict(ON_DISK["market1501"])
 SUPERSAMPLE = 4  # people are drawn at 4x and area-downsampled (anti-aliasing)
 MAX_PID = 1501  # torchreid asserts 0 <= pid <= 1501
 

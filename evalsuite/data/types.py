@@ -70,7 +70,11 @@ class ReidDataset:
         return len({s.camid for s in self.train})
 
     def split(self, name: str) -> list[Sample]:
-        return {"train": self.train, "query": self.query, "gallery": self.gallery}[name]
+        """The samples of split ``name`` (:mod:`evalsuite.splits`); UserError naming the valid ones."""
+        from evalsuite.splits import check_split
+
+        splits = {"train": self.train, "query": self.query, "gallery": self.gallery}
+        return splits[check_split(name, splits, f"dataset {self.name} ({self.root})", "split")]
 
     def summary(self) -> str:
         def ids(samples: list[Sample]) -> int:

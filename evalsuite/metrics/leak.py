@@ -63,6 +63,18 @@ def leak_rate(annotated: torch.Tensor, detected: torch.Tensor, min_coverage: flo
     return float((counted < min_coverage).mean()), int(counted.size)
 
 
+
+def leak_scores(annotated: torch.Tensor, detected: torch.Tensor | None, finds_own_regions: bool,
+                min_coverage: float = DEFAULT_MIN_COVERAGE) -> tuple[dict[str, float], dict[str, Any]]:
+    """(metrics, row extras) of one anonymized set: ``leak_rate`` of an own-region anonymizer's
+    ``detected`` masks against the ``annotated`` ones (when any region is annotated), else a note why none."""
+    if detected is not None:
+        rate, count = leak_rate(annotated, detected, min_coverage)
+        return ({"leak_rate": rate} if count else {}), {"leak_regions": count}
+    if finds_own_regions:
+        return {}, {"leak_rate_note": "the anonymizer finds its own regions but reported no detections"}
+    return {}, {"leak_rate_note": "anonymizer uses the annotated regions (no detector)"}
+
 register_metric(MetricSpec(
     "leak_rate",
     "Share of annotated regions (faces / heads / persons) the anonymizer's own detector left (mostly) untouched; only for anonymizers that detect",

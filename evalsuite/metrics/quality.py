@@ -155,6 +155,15 @@ def mean_psnr(values: np.ndarray) -> float:
     return math.inf if values.size else math.nan
 
 
+
+def mean_quality(originals: torch.Tensor, anonymized: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, float]:
+    """Set means of :func:`image_quality_scores`: ``psnr`` (:func:`mean_psnr`), ``ssim``, and
+    ``mask_ssim`` over the ``mask_ssim_images`` images with a non-empty region (nan when none)."""
+    scores = image_quality_scores(originals, anonymized, masks)
+    mask_ssim = scores["mask_ssim"][~np.isnan(scores["mask_ssim"])]
+    return {"psnr": mean_psnr(scores["psnr"]), "ssim": float(np.mean(scores["ssim"])),
+            "mask_ssim": float(mask_ssim.mean()) if mask_ssim.size else math.nan, "mask_ssim_images": int(mask_ssim.size)}
+
 register_metric(MetricSpec("psnr", "Peak signal-to-noise ratio (dB) of the anonymized image against the original", higher_is_better=True, category="quality", unit="score", decimals=2, label="PSNR"))
 register_metric(MetricSpec("ssim", "Structural similarity (scikit-image, 7x7 window) of the whole anonymized image to the original", higher_is_better=True, category="quality", unit="score", decimals=3, label="SSIM"))
 register_metric(MetricSpec("mask_ssim", "SSIM restricted to the anonymized region (mean SSIM map inside the mask; Sun et al.)", higher_is_better=True, category="quality", unit="score", decimals=3, label="mask-SSIM"))

@@ -8,6 +8,8 @@ than its absolute tolerance and, with ``--z``, the change is also significant
 runs; cells without a standard error on both sides fall back to the tolerance alone). A
 baseline cell missing from the results, or present only for some seeds, fails too. A metric
 without a known direction fails when it changes by more than the tolerance either way.
+Metric directions and labels are read from the run's ``run.json`` (as the run recorded its
+metric specs), else from the baseline's record, else from the registry (runs without run.json).
 Mismatched inputs (another protocol version, dataset, config or metric set) are a UserError.
 
 With ``--effect-size`` the gate decides statistically instead (format-2 baselines, which
@@ -26,7 +28,7 @@ from statistics import NormalDist
 from typing import Sequence
 
 from evalsuite.errors import UserError, did_you_mean
-from evalsuite.metrics.spec import metric_spec
+from evalsuite.metrics.spec import MetricSpec, metric_spec
 import numpy as np
 
 from evalsuite.reporting.baseline import Baseline, BaselineCell, BaselineGroup
@@ -109,6 +111,7 @@ class Comparison:
     z: float | None = None
     interval: tuple[float, float] | None = None  # of the change (statistical gate)
     status: str = "ok"  # ok | improved | insignificant | minor | worse | changed | missing | incomplete | new
+    spec: MetricSpec | None = None  # the metric's spec (run.json, else the registry) for labels and units
 
     @property
     def delta(self) -> float | None:
@@ -165,6 +168,12 @@ def _match_group(group: Group, baseline: Baseline, ignore_config: bool) -> Basel
     return match
 
 
+def _direction(group: Group, base: BaselineGroup, metric: str) -> bool | None:
+    """higher_is_better as the run recorded it in run.json, else as the baseline did, else as registered now."""
+    recorded = group.recorded_spec(metric)
+    return recorded.higher_is_better if recorded is not None else base.direction(metric)
+
+
 def _zscore(delta: float, sem_a: float | None, sem_b: float | None) -> float | None:
     if sem_a is None or sem_b is None:
         return None
@@ -209,7 +218,7 @@ def compare(groups: Sequence[Group], baseline: Baseline, tolerances: Tolerances 
                 continue
             agg = stats.mean_sem()
             comparisons.append(Comparison(group.key.protocol, group.key.dataset, anonymizer, attack, metric, None,
-                                          agg[0] if agg else None, None, agg[1] if agg else None, status="new"))
+                                          agg[0] if agg else None, None, agg[1] if agg else None, status="new", spec=group.metric_spec(metric)))
     return CheckResult(comparisons=comparisons, z_threshold=z, effect=effect)
 
 
@@ -268,7 +277,7 @@ def _compare_cell_statistically(group: Group, base: BaselineGroup, cell: Baselin
                                 current: dict[tuple[str, str, str], tuple[Uncertainty, CellSample]]) -> Comparison:
     size = effect.for_metric(cell.metric)
     comp = Comparison(group.key.protocol, group.key.dataset, cell.anonymizer, cell.attack, cell.metric,
-                      cell.mean, None, cell.uncertainty.get("se") if cell.uncertainty else None, None, size)
+                      cell.mean, None, cell.uncertainty.get("se") if cell.uncertainty else None, None, size, spec=group.metric_spec(cell.metric))
     stats = group.cell(cell.anonymizer, cell.attack, cell.metric)
     if stats is None or not stats.values:
         comp.status = "missing"
@@ -285,7 +294,7 @@ def _compare_cell_statistically(group: Group, base: BaselineGroup, cell: Baselin
     change = compare_cells(cell.mean, cell.se_seed, baseline_items, cell.items_sha1, cell.se_items, sample, unc)
     comp.interval = change.interval(effect.confidence)
     comp.z = change.delta / change.se if change.se > 0 else (0.0 if change.delta == 0 else math.copysign(math.inf, change.delta))
-    higher = base.direction(cell.metric)
+    higher = _direction(group, base, cell.metric)
     if higher is None or size <= 0:
         low, high = comp.interval
         comp.status = "changed" if (low > 0 or high < 0) and abs(change.delta) >= size else "ok"
@@ -304,7 +313,7 @@ def _compare_cell_statistically(group: Group, base: BaselineGroup, cell: Baselin
 def _compare_cell(group: Group, base: BaselineGroup, cell, tolerances: Tolerances, z: float | None) -> Comparison:
     tolerance = tolerances.for_metric(cell.metric)
     comp = Comparison(group.key.protocol, group.key.dataset, cell.anonymizer, cell.attack, cell.metric,
-                      cell.mean, None, cell.sem, None, tolerance)
+                      cell.mean, None, cell.sem, None, tolerance, spec=group.metric_spec(cell.metric))
     stats = group.cell(cell.anonymizer, cell.attack, cell.metric)
     if stats is None or not stats.values:
         comp.status = "missing"
@@ -320,7 +329,7 @@ def _compare_cell(group: Group, base: BaselineGroup, cell, tolerances: Tolerance
     delta = comp.current - cell.mean
     comp.z = _zscore(delta, cell.sem, comp.current_sem)
     significant = z is None or comp.z is None or abs(comp.z) > z
-    higher = base.direction(cell.metric)
+    higher = _direction(group, base, cell.metric)
     if higher is None:
         comp.status = "changed" if abs(delta) > tolerance + EPS and significant else "ok"
         return comp
@@ -334,8 +343,7 @@ def _compare_cell(group: Group, base: BaselineGroup, cell, tolerances: Tolerance
 
 # ------------------------------------------------------------------ printing
 
-def _label(metric: str) -> str:
-    spec = metric_spec(metric)
+def _label(metric: str, spec: MetricSpec | None) -> str:
     return f"{spec.display_name} {spec.arrow}" if spec else metric
 
 
@@ -350,8 +358,8 @@ def format_result(result: CheckResult, show_all: bool = False) -> str:
     header.append("status")
     table = [header]
     for c in rows:
-        spec = metric_spec(c.metric)
-        line = [c.protocol, c.dataset, c.anonymizer, c.attack, _label(c.metric),
+        spec = c.spec or metric_spec(c.metric)
+        line = [c.protocol, c.dataset, c.anonymizer, c.attack, _label(c.metric, spec),
                 _num(c.baseline, c.baseline_sem, spec), _num(c.current, c.current_sem, spec),
                 format_delta(c.delta, spec) if c.delta is not None else ""]
         if statistical:

@@ -128,16 +128,20 @@ class Group:
         found = [(s, s.run_entry(self.key.config_hash)) for s in self.sources]
         return [(s, e) for s, e in found if e is not None]
 
-    def metric_spec(self, name: str) -> MetricSpec | None:
-        """The metric's spec as the run recorded it in run.json, else the registered one
-        (so a run of a plugin metric that is not installed here keeps its label and direction)."""
+    def recorded_spec(self, name: str) -> MetricSpec | None:
+        """The metric's spec as the run recorded it in run.json (None for runs without one)."""
         for _, entry in self.run_entries():
             recorded = (entry.get("metrics") or {}).get(name)
             if isinstance(recorded, dict):
                 spec = spec_from_dict(recorded)
                 if spec is not None:
                     return spec
-        return metric_spec(name)
+        return None
+
+    def metric_spec(self, name: str) -> MetricSpec | None:
+        """The metric's spec as the run recorded it in run.json, else the registered one
+        (so a run of a plugin metric that is not installed here keeps its label and direction)."""
+        return self.recorded_spec(name) or metric_spec(name)
 
 
 def spec_from_dict(data: dict[str, Any]) -> MetricSpec | None:
