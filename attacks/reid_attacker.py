@@ -288,6 +288,15 @@ class ReidAttacker:
             feats.append(f.cpu())
         return torch.cat(feats) if feats else torch.empty(0)
 
+    def signed_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode features of float images in [-1, 1], differentiable in ``x`` (the de-anonymizer's
+        perceptual loss); the model's own weights are frozen."""
+        self.model.eval().requires_grad_(False)
+        x = F.interpolate((x + 1) / 2, size=(self.config.height, self.config.width), mode="bilinear", align_corners=False)
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        return self.model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
+
     def save(self, path: Path) -> None:
         """Save the state dict atomically (loadable with ``weights_only=True``)."""
         with atomic_path(path) as tmp:

@@ -138,6 +138,8 @@ _DETECTOR = {
     "detector.warmup_iters": Int(ge=0), "detector.score_threshold": Float(ge=0, le=1), "detector.detections_per_img": Int(ge=1),
     "detector.workers": Int(ge=0),
 }
+_RECONSTRUCTION = {"epochs": Int(ge=1), "batch_size": Int(ge=1), "lr": Float(gt=0), "width": Int(ge=1), "depth": Int(ge=1, le=6),
+                   "perceptual_weight": Float(ge=0)}
 _TRAINED_CNN = {"epochs": Int(ge=1), "batch_size": Int(ge=1), "lr": Float(gt=0), "width": Int(ge=1)}
 
 #: each built-in protocol's own numeric keys
@@ -148,6 +150,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
         "attacker.triplet_margin": Float(ge=0), "attacker.triplet_weight": Float(ge=0), "attacker.instances_per_id": Int(ge=1),
         "attacker.height": Int(ge=16), "attacker.width": Int(ge=16), "attacker.random_crop_padding": Int(ge=0),
         "attacker.random_erasing": Float(ge=0, le=1),
+        **{f"reconstruction.{k}": v for k, v in _RECONSTRUCTION.items()},
     },
     "person-recognition": {
         **_REGION,

@@ -1,8 +1,10 @@
 """Person re-identification on Market-1501 (or its synthetic stand-in) with an OSNet attacker.
 
-The DeepPrivacy2 experiment (thesis Paper D, Table 1), generalised to three threat models:
+The DeepPrivacy2 experiment (thesis Paper D, Table 1), generalised to five threat models:
 the body region of every query (and, for the parrot attack, gallery) image is anonymized,
-and torchreid's OSNet tries to re-identify the person. Lower rank-1 / mAP = better privacy.
+and torchreid's OSNet tries to re-identify the person, on the anonymized images or, under the
+reconstruction attacks, on a de-anonymizer's reconstructions of them (its perceptual loss
+runs through the clean attacker). Lower rank-1 / mAP = better privacy.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from attacks.reconstruction import Deanonymizer, ReconstructionAttack, ReconstructionConfig, reconstruction_quality
 from attacks.reid_attacker import AttackerConfig, ReidAttacker
 from attacks.threat_models import ThreatModel
 from evalsuite.components import AnonymizerSpec
@@ -37,7 +40,8 @@ SPLITS = ("train", "query", "gallery")
 @PROTOCOLS.register("market1501-reid", description="person re-id on Market-1501 with OSNet under naive / adaptive / parrot attackers (DeepPrivacy2 Table 1)")
 class Market1501Reid(Protocol):
     version = "1"
-    metrics = REID_METRICS + REID_VERIFICATION_METRICS
+    metrics = REID_METRICS + REID_VERIFICATION_METRICS + ("attacked_psnr", "attacked_ssim")
+    supported_attacks = ("naive", "adaptive", "parrot", "reconstruction", "reconstruction-adaptive")
     table_metrics = ("rank1", "mAP")
     sample_set = "query"
 
@@ -49,6 +53,7 @@ class Market1501Reid(Protocol):
             "attacks": ["naive", "adaptive"],
             "region": {"name": "body", "dilation": 3, "fallback": "image"},
             "attacker": AttackerConfig().as_dict(),
+            "reconstruction": ReconstructionConfig().as_dict(),
             "table": {"metrics": list(cls.table_metrics)},
         }
 
@@ -71,6 +76,8 @@ class Market1501Reid(Protocol):
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
         self._attackers = TrainedModels(self.anonymized_sets.artifacts, "attackers", "attacker")
+        self.reconstruction = ReconstructionAttack(self.anonymized_sets.artifacts, ReconstructionConfig.from_dict(to_plain(self.cfg.reconstruction)),
+                                                   self.device, "market1501-reid")
         from attacks.reid_attacker import load_checkpoint_state
 
         for key in ("weights", "init_weights"):  # fail early, before any output
@@ -100,21 +107,48 @@ class Market1501Reid(Protocol):
                 cfg[f"{key}_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         return stable_hash({"protocol": "market1501-reid", "version": self.version, "dataset": self.dataset_fingerprint(), "train": train_source, "attacker": cfg, "seed": seed})
 
-    def _attacker_source(self, clean: bool, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
+    def _train_set_key(self, spec: AnonymizerSpec, seed: int) -> str:
         assert self.anonymized_sets is not None
-        return training_source(clean, lambda: self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"]))
+        return self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])
+
+    def _attacker_source(self, kind: str, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
+        if kind == "reconstructed":
+            return {"images": "reconstructed", "deanonymizer": self._deanonymizer_key(spec, seed)}
+        return training_source(kind == "clean", lambda: self._train_set_key(spec, seed))
 
     @staticmethod
-    def _trains_on_clean(attack: ThreatModel, spec: AnonymizerSpec) -> bool:
-        return attack.train == "clean" or spec.is_identity
+    def _trains_on(attack: ThreatModel, spec: AnonymizerSpec) -> str:
+        """What the attacker trains on: ``clean``, ``anonymized`` or ``reconstructed`` training images."""
+        if attack.train == "clean" or spec.is_identity:
+            return "clean"
+        return "reconstructed" if attack.reconstruct else "anonymized"
 
     def attacker(self, attack: ThreatModel, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
         """The attacker of this threat model; trained once per training data, config and seed."""
-        return self._attacker(self._trains_on_clean(attack, spec), spec, seed)
+        return self._attacker(self._trains_on(attack, spec), spec, seed)
 
-    def _attacker(self, clean: bool, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
+    # ---------------------------------------------------------------- the reconstruction attacks
+    def _deanonymizer_key(self, spec: AnonymizerSpec, seed: int) -> str:
+        return self.reconstruction.key(self._train_set_key(spec, seed), seed, self._attacker_key(self._attacker_source("clean", spec, seed), seed))
+
+    def _deanonymizer(self, spec: AnonymizerSpec, seed: int) -> tuple[Deanonymizer, str]:
+        """The de-anonymizer of ``spec``'s training set; its perceptual loss runs through the clean attacker."""
+        clean, clean_key, _ = self._attacker("clean", spec, seed)
+        train, train_key = self.anonymized("train", spec, seed)
+        return self.reconstruction.deanonymizer(train, self.images["train"], train_key, seed, clean.signed_features, clean_key)
+
+    def attacked(self, split: str, spec: AnonymizerSpec, seed: int, reconstruct: bool) -> tuple[torch.Tensor, str]:
+        """The split as the attacker sees it: anonymized and, under the reconstruction attacks, reconstructed."""
+        images, key = self.anonymized(split, spec, seed)
+        if reconstruct and not spec.is_identity:
+            model, model_key = self._deanonymizer(spec, seed)
+            images, key = self.reconstruction.reconstruct(model, model_key, images, key)
+        return images, key
+
+    def _attacker(self, kind: str, spec: AnonymizerSpec, seed: int) -> tuple[ReidAttacker, str, float]:
         assert self.dataset is not None and self._attackers is not None
-        key = self._attacker_key(self._attacker_source(clean, spec, seed), seed)
+        clean = kind == "clean"
+        key = self._attacker_key(self._attacker_source(kind, spec, seed), seed)
         if key in self._attackers:
             return self._attackers[key], key, 0.0
         attacker = ReidAttacker(self.attacker_config, num_classes=self.dataset.num_train_pids, device=self.device, seed=seed)
@@ -125,9 +159,9 @@ class Market1501Reid(Protocol):
                 attacker.load_weights(self.attacker_config.weights)
                 if clean:
                     return attacker
-            images = self.images["train"] if clean else self.anonymized("train", spec, seed)[0]
+            images = self.images["train"] if clean else self.attacked("train", spec, seed, kind == "reconstructed")[0]
             pids = torch.tensor([s.pid for s in self.dataset.train])  # type: ignore[union-attr]
-            attacker.fit(images, pids, description=f"train attacker ({'clean' if clean else spec.label}, seed {seed})")
+            attacker.fit(images, pids, description=f"train attacker ({'clean' if clean else f'{kind} {spec.label}'}, seed {seed})")
             return attacker
 
         if clean and self.attacker_config.weights:
@@ -140,12 +174,12 @@ class Market1501Reid(Protocol):
         """The cell's attacker: the clean one (shared by every naive cell of a seed) or the
         one trained on this anonymizer's training set (adaptive); none when loaded from
         ``attacker.weights`` unchanged."""
-        clean = self._trains_on_clean(attack, anonymizer)
-        if clean and self.attacker_config.weights:
+        kind = self._trains_on(attack, anonymizer)
+        if kind == "clean" and self.attacker_config.weights:
             return []
-        key = self._attacker_key(self._attacker_source(clean, anonymizer, seed), seed)
-        trained_on = "clean" if clean else anonymizer.label
-        return [ArtifactNode(key, "attacker", task={"anonymizer": None if clean else anonymizer.label, "seed": seed},
+        key = self._attacker_key(self._attacker_source(kind, anonymizer, seed), seed)
+        trained_on = "clean" if kind == "clean" else f"{kind} {anonymizer.label}"
+        return [ArtifactNode(key, "attacker", task={"anonymizer": None if kind == "clean" else anonymizer.label, "seed": seed, "kind": kind},
                              description=f"attacker trained on {trained_on}, seed {seed}")]
 
     def build_artifact(self, node: ArtifactNode, anonymizers: Mapping[str, AnonymizerSpec]) -> None:
@@ -153,7 +187,7 @@ class Market1501Reid(Protocol):
             return super().build_artifact(node, anonymizers)
         label, seed = node.task["anonymizer"], int(node.task["seed"])
         spec = next(iter(anonymizers.values())) if label is None else anonymizers[label]
-        _, key, _ = self._attacker(label is None, spec, seed)
+        _, key, _ = self._attacker(node.task.get("kind", "clean" if label is None else "anonymized"), spec, seed)
         if key != node.key:  # this process's data or config differ from the planner's
             raise RuntimeError(f"{node.description}: planned as {node.key}, built as {key}; every worker must see the same dataset and config")
 
@@ -165,9 +199,9 @@ class Market1501Reid(Protocol):
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
         assert self.dataset is not None
         timer = time.perf_counter()
-        query, query_key = self.anonymized("query", anonymizer, seed)
+        query, query_key = self.attacked("query", anonymizer, seed, attack.reconstruct)
         if attack.gallery == "anonymized":
-            gallery, gallery_key = self.anonymized("gallery", anonymizer, seed)
+            gallery, gallery_key = self.attacked("gallery", anonymizer, seed, attack.reconstruct)
         else:
             gallery, gallery_key = self.images["gallery"], "clean-gallery"
         anonymize_s = time.perf_counter() - timer
@@ -184,7 +218,7 @@ class Market1501Reid(Protocol):
         verification, curve = reid_verification(distmat, *labels)
         evaluate_s = time.perf_counter() - timer
         return CellResult(
-            metrics={**scores.as_dict(), **verification},
+            metrics={**scores.as_dict(), **verification, **reconstruction_quality(query, self.images["query"])},
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
             extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key, "chance": reid_chance(*labels),
                    "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},

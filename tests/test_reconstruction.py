@@ -27,7 +27,7 @@ def test_training_undoes_part_of_a_blur_and_is_deterministic_per_seed(tmp_path):
     assert sum(first.losses[-4:]) / 4 < sum(first.losses[:4]) / 4  # the loss decreases
     before = reconstruction_quality(anonymized, original)
     after = reconstruction_quality(first.reconstruct(anonymized), original)
-    assert after["reconstruction_psnr"] > before["reconstruction_psnr"]
+    assert after["attacked_psnr"] > before["attacked_psnr"]
     second = Deanonymizer(TINY, seed=1).fit(anonymized, original)
     assert torch.equal(first.reconstruct(anonymized), second.reconstruct(anonymized))
     first.save(tmp_path / "d.safetensors")
@@ -50,4 +50,26 @@ def test_perceptual_term_uses_the_given_feature_network():
 def test_identical_images_have_capped_psnr():
     _, original = _pairs(4)
     scores = reconstruction_quality(original, original)
-    assert scores["reconstruction_psnr"] == 100.0 and scores["reconstruction_ssim"] == 1.0
+    assert scores["attacked_psnr"] == 100.0 and scores["attacked_ssim"] == 1.0
+
+
+def test_reconstruction_attacks_end_to_end_in_market1501_reid(tmp_path):
+    import json
+
+    from evalsuite.cli import main
+
+    args = ["protocol=market1501-reid", "dataset=synthetic", "dataset.num_train_ids=6", "dataset.num_test_ids=5", "dataset.num_distractors=3",
+            "dataset.num_junk=1", "attacker.epochs=1", "attacker.batch_size=8", "reconstruction.epochs=2", "reconstruction.batch_size=8",
+            "reconstruction.width=8", "reconstruction.depth=2", "anonymizers=[none,blur]", "attacks=[naive,reconstruction,reconstruction-adaptive]",
+            f"cache_dir={tmp_path / 'cache'}"]
+    assert main(["run", *args, f"out={tmp_path / 'a'}"]) == 0
+    rows = {(r["anonymizer"], r["attack"]): r for r in map(json.loads, (tmp_path / "a" / "results.jsonl").read_text().splitlines())}
+    assert len(rows) == 6
+    for attack in ("reconstruction", "reconstruction-adaptive"):  # the identity anonymizer is not reconstructed
+        assert rows[("none", attack)]["metrics"] == rows[("none", "naive")]["metrics"]
+        assert rows[("none", attack)]["metrics"]["attacked_psnr"] == 100.0
+    naive, recon = rows[("blur", "naive")]["metrics"], rows[("blur", "reconstruction")]["metrics"]
+    assert recon["attacked_psnr"] != naive["attacked_psnr"]  # the attacker matched reconstructions, not the blurred queries
+    assert rows[("blur", "reconstruction")]["attacker_key"] == rows[("blur", "naive")]["attacker_key"]  # the clean attacker
+    assert rows[("blur", "reconstruction-adaptive")]["attacker_key"] not in {rows[("blur", a)]["attacker_key"] for a in ("naive", "reconstruction")}
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) >= 1  # the de-anonymizer is cached

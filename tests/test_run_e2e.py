@@ -52,8 +52,8 @@ def test_run_writes_rows_table_and_config(first_run, cache):
     assert {(r["anonymizer"], r["attack"]) for r in stored} == {("none", "naive"), ("none", "adaptive"), ("mask", "naive"), ("mask", "adaptive")}
     for row in stored:
         assert REQUIRED <= set(row)
-        assert set(row["metrics"]) == {"rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "reid_tpr_at_fpr1", "reid_tpr_at_fpr01"}
-        assert all(0.0 <= v <= 1.0 for v in row["metrics"].values())
+        assert set(row["metrics"]) == {"rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP", "reid_tpr_at_fpr1", "reid_tpr_at_fpr01", "attacked_psnr", "attacked_ssim"}
+        assert all(0.0 <= v <= 1.0 for k, v in row["metrics"].items() if k != "attacked_psnr") and 5 < row["metrics"]["attacked_psnr"] <= 100
         assert row["versions"]["torch"] and row["dataset"] == "synthetic"
     assert len({r["config_hash"] for r in stored}) == 1
     table = (first_run / "table.md").read_text().replace(" (weak attacker!)", "")  # a one-epoch attacker may be flagged
