@@ -227,3 +227,9 @@ class ReconstructionAttack:
         if (model_key, set_key) not in self._outputs:
             self._outputs[(model_key, set_key)] = model.reconstruct(images)
         return self._outputs[(model_key, set_key)], f"recon-{model_key[:12]}-{set_key}"
+
+    def apply(self, images: torch.Tensor, set_key: str, train: torch.Tensor, train_key: str, clean_train: torch.Tensor, seed: int,
+              feature_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, feature_key: str | None = None) -> tuple[torch.Tensor, str]:
+        """``images`` (anonymized set ``set_key``) reconstructed by the de-anonymizer of the anonymized training set ``train``."""
+        model, model_key = self.deanonymizer(train, clean_train, train_key, seed, feature_fn, feature_key)
+        return self.reconstruct(model, model_key, images, set_key)

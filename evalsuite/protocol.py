@@ -128,7 +128,10 @@ class Protocol:
         return samples
 
     def dataset_label(self) -> str:
-        return str(self.cfg.dataset.name)
+        """The dataset's name in rows and tables: the loaded dataset's own name once prepared (a
+        protocol may read ``dataset=synthetic`` as ``synthetic-faces``), else the configured one."""
+        dataset = getattr(self, "dataset", None)
+        return str(getattr(dataset, "name", None) or self.cfg.dataset.name)
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -160,6 +160,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
         "attacker.svm_c": Float(gt=0), "attention.sigma": Float(ge=0),
     },
     "face-identification": {
+        **{f"reconstruction.{k}": v for k, v in _RECONSTRUCTION.items()},
         **_REGION,
         "image_size": Int(ge=16), "center_crop": Float(gt=0, le=1),
         "split.enrol_fraction": Float(gt=0, lt=1), "split.seed": Int(ge=0, le=SEED_MAX), "split.min_images": Int(ge=2),

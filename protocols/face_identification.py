@@ -34,18 +34,16 @@ regression, default, or ``linear_svm``) is fitted on the enrolment embeddings, a
   half the identities and probe faces of the other half, :func:`evalsuite.closed_set.joint_order`),
   a stochastic anonymizer runs over both in one stream. For
   deterministic anonymizers without fitting (blur, pixelate, mask) parrot equals adaptive.
-  In re-identification (``market1501-reid``) parrot differs from adaptive by anonymizing the
-  gallery; in this closed-set protocol the enrolment images already are the gallery, so the
-  difference is only this joint anonymization.
+  (In ``market1501-reid`` parrot also anonymizes the gallery; here the enrolment set is it.)
+- ``reconstruction`` / ``reconstruction-adaptive`` (:mod:`attacks.reconstruction`): a
+  de-anonymizer learnt from the (anonymized, clean) enrolment pairs restores the probes
+  (and, adaptive, the enrolment images) before the naive / adaptive recognizer sees them.
 
 For ``none`` the adaptive and parrot attackers are the naive one (shared, trained once).
 
 **Fitted anonymizers** (``fit_on: anonymized_set``, k-Same) are fitted on the set they anonymize,
 in the groups ``fit_groups`` names (:func:`evalsuite.closed_set.fit_groups`: ``distinct``, the
 default, holds at most one image per identity in a group; ``split`` fits on the whole set).
-
-Anonymized sets and trained recognizers are cached on disk under a hash of everything that
-produced them (as ``market1501-reid`` does); embeddings are kept in memory.
 """
 from __future__ import annotations
 
@@ -57,6 +55,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from attacks.reconstruction import ReconstructionAttack, ReconstructionConfig, reconstruction_quality
 from attacks.threat_models import ThreatModel
 from evalsuite.closed_set import CLASSIFIERS, FIT_GROUPS, closed_set_split, fit_identity_classifier, joint_order, pooled_fit_groups
 from evalsuite.components import AnonymizerSpec
@@ -86,7 +85,8 @@ SETS = ("gallery", "query")  # evalsuite.splits: gallery = the enrolment images,
 @PROTOCOLS.register("face-identification", description="closed-set face identification + verification under naive / adaptive / parrot attackers (UP-GAN Table 1)")
 class FaceIdentification(Protocol):
     version = "1"
-    metrics = IDENTIFICATION_METRICS
+    metrics = IDENTIFICATION_METRICS + ("attacked_psnr", "attacked_ssim")
+    supported_attacks = ("naive", "adaptive", "parrot", "reconstruction", "reconstruction-adaptive")
     dataset_aliases = {"synthetic": "synthetic-faces"}
     table_metrics = IDENTIFICATION_METRICS
     sample_set = "query"
@@ -105,6 +105,7 @@ class FaceIdentification(Protocol):
             "recognizer": {"name": "cnn", **recognizer_defaults()},
             "classifier": {"name": "logistic", "C": 10.0, "max_iter": 2000},
             "fit_groups": "distinct",
+            "reconstruction": ReconstructionConfig().as_dict(),  # de-anonymizer (L1 only here: recognizers expose no gradients)
             "table": {"metrics": list(cls.table_metrics)},
         }
 
@@ -154,9 +155,8 @@ class FaceIdentification(Protocol):
         context = {"protocol": "face-identification", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region), "fit_groups": str(self.cfg.fit_groups)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="face-identification")
         self.recognizer.prepare(self.anonymized_sets.artifacts)
-
-    def dataset_label(self) -> str:
-        return self.dataset.name if self.dataset is not None else str(self.cfg.dataset.name)
+        self.reconstruction = ReconstructionAttack(self.anonymized_sets.artifacts, ReconstructionConfig.from_dict(to_plain(self.cfg.reconstruction)),
+                                                   self.device, "face-identification")
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
@@ -215,6 +215,10 @@ class FaceIdentification(Protocol):
             enrol, enrol_key = self.images["gallery"], "clean-gallery"
         else:
             enrol, enrol_key = self.anonymized("gallery", anonymizer, seed, joint=joint)
+        if attack.reconstruct and not anonymizer.is_identity:  # the de-anonymizer learns from the (anonymized, clean) enrolment pairs
+            pairs = (*self.anonymized("gallery", anonymizer, seed), self.images["gallery"], seed)
+            probe, probe_key = self.reconstruction.apply(probe, probe_key, *pairs)
+            enrol, enrol_key = (enrol, enrol_key) if clean else self.reconstruction.apply(enrol, enrol_key, *pairs)
         anonymize_s = time.perf_counter() - timer
         recognizer, recognizer_key, train_s = self.recognizer.trained(
             {"protocol": "face-identification", "version": self.version}, {"dataset": self.dataset_fingerprint(), "train": enrol_key},
@@ -234,7 +238,7 @@ class FaceIdentification(Protocol):
             templates, classes = identity_templates(enrol_emb, y_enrol)
             genuine, scores = verification_pairs(probe_emb, y_probe, templates, classes)
             verification, extra = verification_metrics(genuine, scores)
-        metrics.update(verification)
+        metrics.update({**verification, **reconstruction_quality(probe, self.images["query"])})
         evaluate_s = time.perf_counter() - timer
         return CellResult(
             metrics=metrics,

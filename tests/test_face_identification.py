@@ -27,7 +27,7 @@ TINY = [
     "anonymizers=[none,blur5,mask,ksame-pixel-k2]",
     "attacks=[naive,adaptive,parrot]",
 ]
-METRICS = {"top1", "roc_auc", "tpr_at_fpr1", "tpr_at_fpr01"}
+METRICS = {"top1", "roc_auc", "tpr_at_fpr1", "tpr_at_fpr01", "attacked_psnr", "attacked_ssim"}
 
 
 def rows(out: Path) -> list[dict]:
@@ -51,7 +51,7 @@ def test_run_writes_every_metric_for_every_cell(first_run: Path, cache: Path) ->
     assert {(r["anonymizer"], r["attack"]) for r in stored} == {
         (a, t) for a in ("none", "blur5", "mask", "ksame-pixel-k2") for t in ("naive", "adaptive", "parrot")}
     for row in stored:
-        assert set(row["metrics"]) == METRICS and all(0 <= v <= 1 for v in row["metrics"].values())
+        assert set(row["metrics"]) == METRICS and all(0 <= v <= 1 for k, v in row["metrics"].items() if k != "attacked_psnr")
         assert row["dataset"] == "synthetic-faces" and row["num_identities"] == 6 and row["num_probe"] == 12 and row["num_enrol"] == 18
         assert "tpr_at_fpr1_threshold" in row and row["num_impostor_pairs"] == 12 * 5
         hits = row["item_scores"]["values"]["top1"]  # one 0/1 per probe; top-1 is their mean
@@ -193,3 +193,15 @@ def test_parrot_joint_groups_mix_enrolment_and_probe_faces() -> None:
     assert all(is_probe[g].any() and not is_probe[g].all() for g in groups[:4])  # enrolment and probe faces together
     # without the joint order every group would be enrolment-only or probe-only
     assert all(is_probe[g].all() or not is_probe[g].any() for g in fit_groups(labels, "distinct"))
+
+
+def test_reconstruction_attacks_restore_the_probes_before_the_recognizer(tmp_path):
+    args = [*TINY[:-2], "anonymizers=[none,blur5]", "attacks=[naive,adaptive,reconstruction,reconstruction-adaptive]",
+            "reconstruction.epochs=2", "reconstruction.batch_size=8", "reconstruction.width=8", "reconstruction.depth=2"]
+    assert main(["run", *args, f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'out'}"]) == 0
+    stored = {(r["anonymizer"], r["attack"]): r for r in (json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    assert len(stored) == 8
+    assert stored[("none", "reconstruction")]["metrics"] == stored[("none", "naive")]["metrics"]
+    assert stored[("blur5", "reconstruction")]["metrics"]["attacked_psnr"] != stored[("blur5", "naive")]["metrics"]["attacked_psnr"]
+    assert stored[("blur5", "reconstruction")]["recognizer_key"] == stored[("blur5", "naive")]["recognizer_key"]  # trained on clean enrolment
+    assert stored[("blur5", "reconstruction-adaptive")]["recognizer_key"] != stored[("blur5", "adaptive")]["recognizer_key"]  # on reconstructions
