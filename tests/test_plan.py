@@ -69,7 +69,7 @@ def test_market_plan_shares_the_clean_attacker_and_trains_one_adaptive_per_anony
         assert len(adaptive) == 2 and not adaptive & clean
     assert plan.needs["mask-naive-0"] != plan.needs["mask-naive-1"]  # the seed is in the key
     node = plan.artifacts[plan.needs["blur-adaptive-0"][0]]
-    assert node.task == {"anonymizer": "blur", "seed": 0}
+    assert node.task == {"anonymizer": "blur", "seed": 0, "kind": "anonymized"}
     # building a planned node yields the artifact under exactly the planned key, once
     grid.protocol.build_artifact(node, grid.anonymizers_by_label)
     assert len(list((tmp_path / "attackers").glob("*.pt"))) == 1
