@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from attacks.face_recognizer import FaceRecognizer
+from attacks.face_recognizer import FaceRecognizer, recognizer_settings
 from evalsuite.errors import UserError
 from evalsuite.registry import RECOGNIZERS
 from evalsuite.training import steps_per_epoch, train_epochs
@@ -191,13 +191,7 @@ class FaceCNN(FaceRecognizer):
         return FaceCNNConfig().as_dict()
 
     def __init__(self, device: str = "cpu", **params: Any) -> None:
-        valid = {f.name for f in fields(FaceCNNConfig)}
-        unknown = sorted(set(params) - valid)
-        if unknown:
-            from evalsuite.errors import did_you_mean
-
-            raise UserError(f"unknown recognizer.cnn setting {unknown[0]!r}: {did_you_mean(unknown[0], valid)}")
-        self.config = FaceCNNConfig(**params)
+        self.config = recognizer_settings(FaceCNNConfig, "cnn", params)
         self.device = torch.device(device)
         self.input_size = (self.config.input_size, self.config.input_size)  # type: ignore[misc]
         self.net = FaceNet(self.config).to(self.device)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from attacks.face_cnn import MarginHead, _augment, _normalise, resize_faces
-from attacks.face_recognizer import FaceRecognizer
-from evalsuite.errors import UserError, did_you_mean
+from attacks.face_recognizer import FaceRecognizer, recognizer_settings
+from evalsuite.errors import UserError
 from evalsuite.registry import RECOGNIZERS
 from evalsuite.training import steps_per_epoch, train_epochs
 
@@ -170,11 +170,7 @@ class IResNetRecognizer(FaceRecognizer):
         return IResNetConfig().as_dict()
 
     def __init__(self, device: str = "cpu", **params: Any) -> None:
-        valid = {f.name for f in fields(IResNetConfig)}
-        unknown = sorted(set(params) - valid)
-        if unknown:
-            raise UserError(f"unknown recognizer.iresnet setting {unknown[0]!r}: {did_you_mean(unknown[0], valid)}")
-        self.config = IResNetConfig(**params)
+        self.config = recognizer_settings(IResNetConfig, "iresnet", params)
         self.device = torch.device(device)
         self._pretrained = load_weights(self.config.weights) if self.config.weights else None  # a missing file fails here, early
         self.net = self._fresh_net()

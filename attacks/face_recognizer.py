@@ -11,10 +11,23 @@ Recognizers are registered in ``evalsuite.registry.RECOGNIZERS`` and chosen with
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+
+def recognizer_settings(config_class: type, name: str, params: dict[str, Any]) -> Any:
+    """``config_class(**params)``, or one error line naming an unknown ``recognizer.<name>.*`` setting and the closest valid one."""
+    from dataclasses import fields
+
+    from evalsuite.errors import UserError, did_you_mean
+
+    valid = {f.name for f in fields(config_class)}
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise UserError(f"unknown recognizer.{name} setting {unknown[0]!r}: {did_you_mean(unknown[0], valid)}")
+    return config_class(**params)
 
 
 class FaceRecognizer:
