@@ -117,8 +117,10 @@ def test_readme_commands_match_the_committed_baseline():
     assert readme_command("baseline")[-1] == "results/baselines/market1501-reid-synthetic.json"
     assert "--effect-size" in check_args()
     cells = {(c["anonymizer"], c["attack"], c["metric"]): c for c in group["cells"]}
-    # a few hundred queries, and an attacker clearly better than chance (1 of ~100 identities)
-    assert all(c["uncertainty"]["items"] >= 200 for c in cells.values())
+    # a few hundred queries per ranking metric (the pair-level TPR@FPR and the image-quality of the
+    # attacked queries have no per-query items), and an attacker clearly better than chance (1 of ~100 identities)
+    ranked = [c for (_, _, metric), c in cells.items() if metric in ("rank1", "rank5", "rank10", "mAP", "mAP_official", "mINP")]
+    assert len(ranked) == 24 and all(c["uncertainty"]["items"] >= 200 for c in ranked)
     assert cells[("none", "naive", "rank1")]["mean"] > 0.08 and cells[("none", "naive", "mAP")]["mean"] > 0.08
 
 
