@@ -132,7 +132,11 @@ def defaults(protocol_name: str, dataset_name: str | None = None) -> DictConfig:
     name = str(cfg.dataset.name) if dataset_name is None else dataset_name
     name = getattr(protocol_cls, "dataset_aliases", {}).get(name, name)
     cfg.dataset = dataset_defaults(name)
+    if "region" in cfg:  # where masks come from: the annotations, or a detector (evalsuite.region_detectors)
+        cfg.region = OmegaConf.merge({"source": "annotations", "detector": {"name": "dlib-hog"}}, cfg.region)
     OmegaConf.set_struct(cfg, True)
+    if "region" in cfg:
+        OmegaConf.set_struct(cfg.region.detector, False)  # each detector has its own settings; build_detector checks them
     return cfg
 
 
@@ -143,6 +147,20 @@ def validate_config(cfg: DictConfig) -> None:
     protocol_name = str(cfg.protocol)
     base = defaults(protocol_name, str(cfg.dataset.name))
     validate(to_plain(cfg), to_plain(base), protocol_name, PROTOCOLS.get(protocol_name).factory)
+    if "region" in cfg:
+        _validate_region_source(cfg.region)
+
+
+def _validate_region_source(region: DictConfig) -> None:
+    """``region.source`` and, when it is ``detect``, the detector's name and settings (built, not loaded)."""
+    source = str(region.get("source"))
+    if source not in ("annotations", "detect"):
+        raise UserError(f"region.source={source!r}: use annotations (masks from the dataset's annotations) or detect (masks from region.detector)")
+    if source == "detect":
+        from evalsuite.region_detectors import build_detector
+
+        settings = to_plain(region.detector)
+        build_detector(str(settings.pop("name", None)), **settings)
 
 
 def _set(cfg: DictConfig, key: str, value: Any) -> None:

@@ -123,6 +123,8 @@ class ImageSet:
     masks: torch.Tensor  # bool (N, 1, H, W), CPU
     sample_ids: list[str]
     annotations: list[dict]
+    #: with ``region.source=detect``: the masks the annotations give, to measure what the detector missed
+    annotated_masks: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -154,7 +156,13 @@ class ImageSet:
         dilation = region.get("dilation")
         masks = region_masks(proxies, str(region["name"]), h, w, dilation=None if dilation is None else int(dilation),  # type: ignore[arg-type]
                              fallback=str(region.get("fallback") or "image"))
-        return cls(name, images, masks, [s.relpath for s in samples], annotations)
+        source = str(region.get("source") or "annotations")
+        if source == "annotations":
+            return cls(name, images, masks, [s.relpath for s in samples], annotations)
+        if source != "detect":
+            raise UserError(f"region.source={source!r}: use annotations (masks from the dataset's annotations) or detect (masks from region.detector)")
+        detected = detect_regions(images, region, name)
+        return cls(name, images, detected, [s.relpath for s in samples], annotations, annotated_masks=masks)
 
     @classmethod
     def from_faces(cls, name: str, samples: Sequence[Any], region: dict[str, Any], size: int, crop: float) -> "ImageSet":
@@ -165,12 +173,44 @@ class ImageSet:
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
         idx = [int(i) for i in index]
         t = torch.as_tensor(idx, dtype=torch.long)
-        return ImageSet(name or self.name, self.images[t], self.masks[t], [self.sample_ids[i] for i in idx], [self.annotations[i] for i in idx])
+        return ImageSet(name or self.name, self.images[t], self.masks[t], [self.sample_ids[i] for i in idx], [self.annotations[i] for i in idx],
+                        None if self.annotated_masks is None else self.annotated_masks[t])
 
     @staticmethod
     def concat(name: str, sets: Sequence["ImageSet"]) -> "ImageSet":
+        annotated = [s.annotated_masks for s in sets]
         return ImageSet(name, torch.cat([s.images for s in sets]), torch.cat([s.masks for s in sets]),
-                        [i for s in sets for i in s.sample_ids], [a for s in sets for a in s.annotations])
+                        [i for s in sets for i in s.sample_ids], [a for s in sets for a in s.annotations],
+                        None if any(a is None for a in annotated) else torch.cat(annotated))  # type: ignore[arg-type]
+
+    def detection_leak(self) -> dict[str, float]:
+        """``{"leak_rate": ...}``: the share of annotated regions the detector left uncovered (``region.source=detect``), else nothing."""
+        if self.annotated_masks is None:
+            return {}
+        from evalsuite.metrics.leak import leak_rate
+
+        rate, count = leak_rate(self.annotated_masks, self.masks)
+        return {"leak_rate": rate} if count else {}
+
+
+def detect_regions(images: torch.Tensor, region: dict[str, Any], name: str) -> torch.Tensor:
+    """``region.source=detect``: the bool (N, 1, H, W) masks ``region.detector`` finds for ``region.name``."""
+    from evalsuite.region_detectors import build_detector
+
+    settings = dict(region.get("detector") or {})
+    detector_name = settings.pop("name", None)
+    if not detector_name:
+        raise UserError("region.source=detect needs region.detector.name (dlib-hog, dlib-cnn, opencv-hog, keypoint-rcnn; see evalsuite/region_detectors.py)")
+    detector = build_detector(str(detector_name), **settings)
+    if hasattr(detector, "load"):
+        detector.load()  # a missing weight file fails here, before anything is written
+    dilation = int(region.get("dilation") or 0)
+    masks = []
+    for start in tqdm(range(0, images.shape[0], 64), desc=f"detect {region['name']} in {name}", unit="batch", leave=False):
+        masks.append(detector.detect(images[start : start + 64], str(region["name"]), dilation).masks)
+    found = torch.cat(masks) if masks else torch.zeros(0, 1, *images.shape[-2:], dtype=torch.bool)
+    log.info("%s: %s found a %s in %d of %d images", name, detector_name, region["name"], int(found.flatten(1).any(1).sum()), images.shape[0])
+    return found
 
 
 @dataclass

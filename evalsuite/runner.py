@@ -69,6 +69,10 @@ def git_commit() -> str | None:
 def result_config(cfg: DictConfig) -> dict[str, Any]:
     """The part of the config that determines every cell's numbers."""
     plain = to_plain(cfg)
+    region = plain.get("region")
+    if isinstance(region, dict) and region.get("source", "annotations") == "annotations":
+        # annotation masks: the detector settings do not matter (and configs from before they existed keep their hash)
+        plain["region"] = {k: v for k, v in region.items() if k not in ("source", "detector")}
     return {k: v for k, v in plain.items() if k not in NON_RESULT_KEYS}
 
 
@@ -175,6 +179,9 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
         "config_hash": config_hash,
     }
     versions, commit = package_versions(), git_commit()
+    # region.source=detect: what the detector missed of the annotated regions of the attacked set, in every row
+    sample_set = protocol.sets.get(protocol.sample_set) if protocol.sample_set else None
+    detection_leak = sample_set.detection_leak() if hasattr(sample_set, "detection_leak") else {}
     cells = []
     for spec, attack, seed in ((a, t, s) for s in grid.seeds for t in grid.attacks for a in grid.anonymizers):
         cell_key = stable_hash({"config_hash": config_hash, "anonymizer": spec.label, "params": spec.key(), "attack": attack.name, "seed": seed,
@@ -190,6 +197,7 @@ def _run(cfg: DictConfig, numerics_record: dict[str, Any]) -> RunOutcome:
             if done.result is None:  # stored by another run on this out= meanwhile
                 skipped += 1
                 continue
+            done.result.metrics = {**detection_leak, **done.result.metrics}  # an own-region anonymizer's own leak rate wins
             computed += _store_row(store, base, cfg, executor.name, done, versions, commit)
 
     # every cell has run (in this process or in workers): run-level outputs from here on

@@ -148,7 +148,7 @@ class FaceIdentification(Protocol):
         index = {name: i for i, name in enumerate(self.identities)}
         self.samples = {"gallery": gallery, "query": query}
         log.info("%s; closed set: %d identities, %d gallery (enrolment) / %d query (probe) images", dataset.summary(), len(self.identities), len(gallery), len(query))
-        region = {"name": str(self.cfg.region.name), "dilation": int(self.cfg.region.dilation), "fallback": "error"}
+        region = {**to_plain(self.cfg.region), "fallback": "error"}
         for name, samples in self.samples.items():
             self.labels[name] = np.array([index[s.identity] for s in samples], dtype=np.int64)
             self.sets[name] = ImageSet.from_faces(name, samples, region, int(self.cfg.image_size), float(self.cfg.center_crop))

@@ -142,7 +142,7 @@ class PersonRecognition(Protocol):
                     f"{len(missing)} of {len(samples)} {split} images have no head_box annotation (e.g. {missing[0].relpath}); "
                     "person-recognition needs a head box for every image: use dataset=synthetic or dataset=pipa, or supply dataset.annotations=FILE"
                 )
-            self.sets[split] = ImageSet.from_samples(split, samples, {"name": str(region.name), "dilation": region.dilation, "fallback": "error"})
+            self.sets[split] = ImageSet.from_samples(split, samples, {**to_plain(region), "fallback": "error"})
             _, _, h, w = self.sets[split].images.shape
             self.head_masks[split] = region_masks(samples, "head", h, w, dilation=0)
             self.boxes[split] = boxes_tensor([s.annotations["head_box"] for s in samples])

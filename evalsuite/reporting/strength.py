@@ -43,6 +43,7 @@ class Strength:
     threshold: float
     clean: float | None  # None: no clean (identity anonymizer) row with this attack
     label: str | None = None  # the metric's display label
+    percent: bool = True  # a rate (shown in %) rather than a score
 
     @property
     def skill(self) -> float | None:
@@ -62,7 +63,8 @@ class Strength:
         name = f"{self.attack} {self.label or self.metric}"
         if self.clean is None:
             return f"{name}: no clean (none) row, strength unknown"
-        return (f"{name} {self.clean * 100:.1f}% on clean data (chance {self.chance * 100:.1f}%, "
+        shown = (lambda v: f"{v * 100:.1f}%") if self.percent else (lambda v: f"{v:.3f}")
+        return (f"{name} {shown(self.clean)} on clean data (chance {shown(self.chance)}, "
                 f"skill {self.skill:.2f} {'<' if self.status == 'weak' else '>='} {self.threshold:.2f})")
 
 
@@ -98,7 +100,7 @@ def attacker_strength(group: Any, min_skill: float = DEFAULT_MIN_SKILL, attacks:
             if aggregate is not None:
                 clean = aggregate[0]
             spec = group.metric_spec(metric)
-            out.append(Strength(attack, metric, chance, min_skill, clean, spec.display_name if spec else None))
+            out.append(Strength(attack, metric, chance, min_skill, clean, spec.display_name if spec else None, spec is None or spec.unit == "rate"))
     return out
 
 
