@@ -16,8 +16,8 @@ Two styles, exactly one per instance:
   box and brought back with ``cv2.INTER_NEAREST``, so cells are ``h / floor(h / s)`` pixels,
   at least s, and none is partial (matches OpenCV within one gray level; tested). On a box
   whose side is not a multiple of s the fitted cells are larger, a stronger pixelation than
-  the anchored blocks (an LFW user measured 70.9% against our 78.7% face identification at
-  s = 5). The presets ``pixelate5/15/25`` keep the anchored blocks (UP-GAN's "pixel size s").
+  the anchored blocks (the likely cause of a reported LFW gap: 70.9% against our 78.7% face
+  identification at s = 5). The presets ``pixelate5/15/25`` keep the anchored blocks (UP-GAN's "pixel size s").
 With neither given, ``block_size`` 8 is used (``get_params`` still reports what was passed).
 
 Both are linear along each axis, so a batch is done at once, without cropping: for every
