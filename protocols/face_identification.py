@@ -117,7 +117,7 @@ class FaceIdentification(Protocol):
         self.labels: dict[str, np.ndarray] = {}
         self.identities: list[str] = []
         self.recognizer = ConfiguredRecognizer(cfg.recognizer, self.device)
-        self._classifiers: Memo[Any] = Memo()
+        self._classifiers, self._attacked_quality = Memo[Any](), Memo[dict[str, float]]()  # per (recognizer, enrolment, seed); per probe set
 
     def _check_config(self) -> None:
         self.recognizer.check()
@@ -238,7 +238,7 @@ class FaceIdentification(Protocol):
             templates, classes = identity_templates(enrol_emb, y_enrol)
             genuine, scores = verification_pairs(probe_emb, y_probe, templates, classes)
             verification, extra = verification_metrics(genuine, scores)
-        metrics.update({**verification, **reconstruction_quality(probe, self.images["query"])})
+        metrics.update({**verification, **self._attacked_quality.get(probe_key, lambda: reconstruction_quality(probe, self.images["query"]))})
         evaluate_s = time.perf_counter() - timer
         return CellResult(
             metrics=metrics,

@@ -25,7 +25,7 @@ from evalsuite.errors import UserError
 from evalsuite.metrics.chance import reid_chance
 from evalsuite.metrics.items import item_scores_entry
 from evalsuite.metrics.reid import REID_METRICS, evaluate_reid, pairwise_distance
-from evalsuite.metrics.roc import REID_VERIFICATION_METRICS, reid_verification
+from evalsuite.metrics.roc import REID_VERIFICATION_METRICS, reid_pairs, reid_verification
 from evalsuite.pipeline import AnonymizedSets, ImageSet
 from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
@@ -64,6 +64,8 @@ class Market1501Reid(Protocol):
         self.dataset: ReidDataset | None = None
         self._attackers: TrainedModels[ReidAttacker] | None = None
         self._feature_cache: Memo[torch.Tensor] = Memo()
+        self._per_dataset: Memo[Any] = Memo()  # what depends on the labels only: chance levels, verification pairs
+        self._attacked_quality: Memo[dict[str, float]] = Memo()  # per attacked query set (shared by its attacks)
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -213,14 +215,16 @@ class Market1501Reid(Protocol):
         timer = time.perf_counter()
         distmat = pairwise_distance(qf, gf, metric=self.attacker_config.distance)
         q, g = self.dataset.query, self.dataset.gallery
-        labels = (np.array([s.pid for s in q]), np.array([s.pid for s in g]), np.array([s.camid for s in q]), np.array([s.camid for s in g]))
+        labels = self._per_dataset.get("labels", lambda: (np.array([s.pid for s in q]), np.array([s.pid for s in g]),
+                                                          np.array([s.camid for s in q]), np.array([s.camid for s in g])))
         scores = evaluate_reid(distmat, *labels)
-        verification, curve = reid_verification(distmat, *labels)
+        verification, curve = reid_verification(distmat, self._per_dataset.get("pairs", lambda: reid_pairs(*labels)))
         evaluate_s = time.perf_counter() - timer
         return CellResult(
-            metrics={**scores.as_dict(), **verification, **reconstruction_quality(query, self.images["query"])},
+            metrics={**scores.as_dict(), **verification, **self._attacked_quality.get(query_key, lambda: reconstruction_quality(query, self.images["query"]))},
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "extract_s": extract_s, "evaluate_s": evaluate_s},
-            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key, "chance": reid_chance(*labels),
+            extra={"num_queries": len(q), "num_gallery": len(g), "num_valid_queries": int(scores.num_valid_queries), "attacker_key": attacker_key,
+                   "chance": self._per_dataset.get("chance", lambda: reid_chance(*labels)),
                    "item_scores": item_scores_entry(scores.item_scores(), [q[i].relpath for i in scores.valid_queries])},
             curves=curve,
         )

@@ -9,7 +9,7 @@ from evalsuite.cli import main
 from evalsuite.components import sweep_entries
 from evalsuite.errors import UserError
 from evalsuite.metrics.identification import tpr_at_fpr
-from evalsuite.metrics.roc import FPR_GRID, reid_verification, roc_points, tpr_at_fprs
+from evalsuite.metrics.roc import FPR_GRID, reid_pairs, reid_verification, roc_points, tpr_at_fprs
 from evalsuite.registry import load_all
 from evalsuite.reporting.browser import check_page, find_chromium
 
@@ -35,7 +35,7 @@ def test_tpr_at_fprs_equals_the_roc_curve_rule_with_ties():
 def test_reid_verification_by_hand():
     # query pid 1 cam 0; gallery: pid 1 cam 0 (junk), pid 1 cam 1 (genuine), pids 2..5 (impostors)
     dist = np.array([[0.0, 0.5, 0.1, 0.9, 0.95, 0.99]])
-    metrics, curve = reid_verification(dist, [1], [1, 1, 2, 3, 4, 5], [0], [0, 1, 1, 1, 1, 1])
+    metrics, curve = reid_verification(dist, reid_pairs([1], [1, 1, 2, 3, 4, 5], [0], [0, 1, 1, 1, 1, 1]))
     # one impostor (0.1) is closer than the genuine match: at FPR <= 1% no impostor may pass, so the genuine one is missed
     assert metrics == {"reid_tpr_at_fpr1": 0.0, "reid_tpr_at_fpr01": 0.0}
     assert int(curve["num_genuine"]) == 1 and int(curve["num_impostor"]) == 4

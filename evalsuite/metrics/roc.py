@@ -27,7 +27,7 @@ import numpy as np
 from evalsuite.metrics.identification import FPR_TARGETS
 from evalsuite.metrics.spec import MetricSpec, register_metric
 
-__all__ = ["FPR_GRID", "REID_VERIFICATION_METRICS", "reid_verification", "roc_points", "tpr_at_fprs"]
+__all__ = ["FPR_GRID", "REID_VERIFICATION_METRICS", "reid_pairs", "reid_verification", "roc_points", "tpr_at_fprs"]
 
 FPR_GRID = np.unique(np.concatenate([np.logspace(-5, 0, 51), list(FPR_TARGETS.values())]))
 REID_FPR_TARGETS = {"reid_tpr_at_fpr1": 0.01, "reid_tpr_at_fpr01": 0.001}
@@ -67,12 +67,19 @@ def roc_points(genuine: Any, scores: Any) -> dict[str, np.ndarray]:
             "num_genuine": np.array(int(genuine.sum())), "num_impostor": np.array(int((~genuine).sum()))}
 
 
-def reid_verification(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Re-id TPR at 1% / 0.1% FPR and the ROC curve, over every non-junk (query, gallery) pair."""
-    dist = np.asarray(distmat.detach().cpu().numpy() if hasattr(distmat, "detach") else distmat)
+def reid_pairs(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, genuine)``: the non-junk (query, gallery) pairs as a (Q, G) mask, and which of the kept
+    pairs share the identity (flat, in ``keep``'s order). It depends on the labels only: compute it once per dataset."""
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     same = q_pids[:, None] == g_pids[None, :]
     keep = ~(same & (np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]))
-    genuine, scores = same[keep], np.negative(dist[keep])  # float32 stays float32: half the memory on Market-sized sets
+    return keep, same[keep]
+
+
+def reid_verification(distmat: Any, pairs: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Re-id TPR at 1% / 0.1% FPR and the ROC curve, over the non-junk pairs of :func:`reid_pairs`."""
+    dist = np.asarray(distmat.detach().cpu().numpy() if hasattr(distmat, "detach") else distmat)
+    keep, genuine = pairs
+    scores = np.negative(dist[keep])  # float32 stays float32: half the memory on Market-sized sets
     tpr, _ = tpr_at_fprs(genuine, scores, list(REID_FPR_TARGETS.values()))
     return dict(zip(REID_FPR_TARGETS, map(float, tpr))), roc_points(genuine, scores)
