@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from anonymizers.deepprivacy import to_signed, to_uint8  # uint8 <-> [-1, 1], as the generators use
 from evalsuite.errors import UserError
 from evalsuite.metrics.spec import MetricSpec, register_metric
 
@@ -101,14 +102,6 @@ class UNet(nn.Module):
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = up(torch.cat([h, skip], dim=1))
         return (x + self.out(h)).clamp(-1, 1)
-
-
-def to_signed(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 class Deanonymizer:
