@@ -31,6 +31,11 @@ class AnonymizerSpec:
         return {"name": self.name, "class": type(self.anonymizer).__qualname__, "params": self.params, "code_version": self.anonymizer.code_hash()}
 
 
+def default_label(name: str, overrides: dict[str, Any]) -> str:
+    """The table label of an anonymizer configured with ``overrides``: ``pixelate(block_size=5)``."""
+    return name + "(" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ")" if overrides else name
+
+
 def resolve_anonymizer(spec: Any) -> AnonymizerSpec:
     """``"blur"`` or ``{name: pixelate, block_size: 5, label: pix5}`` -> AnonymizerSpec."""
     if isinstance(spec, str):
@@ -38,7 +43,7 @@ def resolve_anonymizer(spec: Any) -> AnonymizerSpec:
     elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
         overrides = {k: v for k, v in spec.items() if k not in ("name", "label")}
         name = spec["name"]
-        label = spec.get("label") or (name + "(" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + ")" if overrides else name)
+        label = spec.get("label") or default_label(name, overrides)
     else:
         raise UserError(f"anonymizer entry {spec!r} must be a name or a mapping with a 'name' key, e.g. anonymizers=[blur,{{name:pixelate,block_size:5}}]")
     entry = ANONYMIZERS.get(name)
@@ -70,8 +75,7 @@ def sweep_entries(sweep: Any) -> list[dict[str, Any]]:
     entries = []
     for value in values:
         entry = {**base, param: value}
-        fixed = {k: v for k, v in entry.items() if k != "name"}
-        entry["label"] = base["name"] + "(" + ",".join(f"{k}={v}" for k, v in sorted(fixed.items())) + ")"
+        entry["label"] = default_label(base["name"], {k: v for k, v in entry.items() if k != "name"})
         entries.append(entry)
     return entries
 
