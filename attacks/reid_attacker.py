@@ -229,8 +229,8 @@ class ReidAttacker:
         apply_state(self.model, load_checkpoint_state(path), str(path))
         return self
 
-    def fit(self, images: torch.Tensor, pids: torch.Tensor, description: str = "train attacker") -> "ReidAttacker":
-        """Train on uint8 images (N,3,H,W) with identity labels 0..num_classes-1."""
+    def fit(self, images: Any, pids: torch.Tensor, description: str = "train attacker") -> "ReidAttacker":
+        """Train on uint8 images (N,3,H,W), a tensor or a set on disk, with identity labels 0..num_classes-1."""
         _, losses, optim = _torchreid()
         cfg = self.config
         torch.manual_seed(self.seed)
@@ -240,12 +240,16 @@ class ReidAttacker:
         scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=cfg.epochs)
         criterion = losses.CrossEntropyLoss(num_classes=self.num_classes, use_gpu=self.device.type == "cuda", label_smooth=cfg.label_smooth)
         triplet = losses.TripletLoss(margin=cfg.triplet_margin) if cfg.loss == "triplet" else None
-        images = resize(images, cfg.height, cfg.width)  # once, not every epoch
-        approx_steps = max(1, images.shape[0] // cfg.batch_size)
+        if not isinstance(images, torch.Tensor):  # a set on disk (evalsuite.arrays.DiskArray): each batch read and resized when drawn
+            source, images = images, None
+        else:
+            images = resize(images, cfg.height, cfg.width)  # once, not every epoch
+        approx_steps = max(1, len(pids) // cfg.batch_size)
         progress = tqdm(total=cfg.epochs * approx_steps, desc=description, unit="batch", leave=False)
         for _epoch in range(cfg.epochs):
             for idx in self._epoch_batches(pids, generator):
-                x = normalize(images[idx].to(self.device))
+                batch = images[idx] if images is not None else resize(source[idx], cfg.height, cfg.width)
+                x = normalize(batch.to(self.device))
                 x = augment(x, cfg.random_crop_padding, generator)
                 if cfg.random_erasing > 0:
                     x = random_erasing(x, cfg.random_erasing, generator)

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from anonymizers.base import Anonymized, Anonymizer, load_state_file, save_state
+from evalsuite.arrays import CHUNK_ROWS, DiskArray, NpyWriter, as_tensor
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash
@@ -57,14 +60,73 @@ def decode_samples(samples: Sequence[Any], description: str, read: Callable[[Any
     """Decode every sample into one uint8 tensor (N, 3, H, W); UserError when sizes differ."""
     if not samples:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    with tqdm(total=len(samples), desc=description, unit="img", leave=False) as progress:
+        return _decode(samples, read, samples[0], None, progress)
+
+
+def _decode(samples: Sequence[Any], read: Callable[[Any], np.ndarray], first: Any, shape: tuple[int, ...] | None, progress: Any) -> torch.Tensor:
+    """``samples`` decoded into (n, 3, H, W); every image must have ``shape`` (default: the first one's), as ``first`` has."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        arrays = list(tqdm(pool.map(read, samples), total=len(samples), desc=description, unit="img", leave=False))
-    shape = arrays[0].shape
+        arrays = []
+        for array in pool.map(read, samples):
+            arrays.append(array)
+            progress.update(1)
+    shape = shape or arrays[0].shape
     for sample, array in zip(samples, arrays):
         if array.shape != shape:
-            raise UserError(f"image {sample.path} is {array.shape[1]}x{array.shape[0]} but {samples[0].path} is {shape[1]}x{shape[0]}; "
+            raise UserError(f"image {sample.path} is {array.shape[1]}x{array.shape[0]} but {first.path} is {shape[1]}x{shape[0]}; "
                             "the images of one set must share one size (re-id crops: 64x128; face protocols resize to image_size)")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def decoded_on_disk(cache: Cache, samples: Sequence[Any], description: str) -> DiskArray:
+    """``samples`` decoded chunk by chunk into a cache entry (uint8 (N, 3, H, W) ``.npy``), read
+    lazily; keyed by the files' paths, sizes and modification times."""
+    files = []
+    for sample in samples:
+        stat = Path(sample.path).stat()
+        files.append([str(sample.path), stat.st_size, stat.st_mtime_ns])
+    key = stable_hash({"kind": "decoded-set", "format": 1, "files": files})
+
+    def write(handle: Any) -> None:
+        with tqdm(total=len(samples), desc=description, unit="img", leave=False) as progress:
+            first = _decode(samples[:CHUNK_ROWS], read_sample, samples[0], None, progress)
+            writer = NpyWriter(handle, (len(samples), *first.shape[1:]), np.uint8)
+            writer.write(first)
+            hwc = (first.shape[2], first.shape[3], first.shape[1])
+            del first
+            for start in range(CHUNK_ROWS, len(samples), CHUNK_ROWS):
+                writer.write(_decode(samples[start:start + CHUNK_ROWS], read_sample, samples[0], hwc, progress))
+            writer.finish()
+
+    return cached_rows(cache, "decoded", key, write)
+
+
+def cached_rows(cache: Cache, kind: str, key: str, write: Callable[[Any], None]) -> DiskArray:
+    """The ``.npy`` cache entry ``kind``/``key`` as a :class:`DiskArray`, written by ``write(handle)``
+    under the entry's lock when it is missing or unreadable."""
+    path = cache.path(kind, key, ".npy")
+    found = _disk_array(path, kind)
+    if found is not None:
+        return found
+    with cache.lock(kind, key, ".npy"):
+        found = _disk_array(path, kind)  # written by another process while we waited
+        if found is None:
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                write(handle)
+            found = DiskArray(path)
+    return found
+
+
+def _disk_array(path: Path, what: str) -> DiskArray | None:
+    if not path.exists():
+        return None
+    try:
+        return DiskArray(path)
+    except (ValueError, OSError, EOFError) as exc:
+        log.warning("cached %s %s is unreadable (%s); rebuilding it", what, path, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def face_crops(samples: Sequence[Any], size: int, crop: float, description: str) -> tuple[torch.Tensor, list[dict]]:
@@ -116,11 +178,15 @@ def face_crop_settings(image_size: Any, center_crop: Any) -> tuple[int, float]:
 
 @dataclass
 class ImageSet:
-    """Decoded images of a list of samples with their region masks, ids and annotations."""
+    """Decoded images of a list of samples with their region masks, ids and annotations.
+
+    ``images`` and ``masks`` are tensors, or :class:`evalsuite.arrays.DiskArray` files read in
+    chunks (:meth:`from_samples` with a cache): then every pass over the set streams, and the
+    sets anonymized from it are files too (:class:`AnonymizedSets`)."""
 
     name: str
-    images: torch.Tensor  # uint8 (N, 3, H, W), CPU
-    masks: torch.Tensor  # bool (N, 1, H, W), CPU
+    images: torch.Tensor | DiskArray  # uint8 (N, 3, H, W), CPU
+    masks: torch.Tensor | DiskArray  # bool (N, 1, H, W), CPU
     sample_ids: list[str]
     annotations: list[dict]
     #: with ``region.source=detect``: the masks the annotations give, to measure what the detector missed
@@ -135,34 +201,50 @@ class ImageSet:
         return int(self.images.shape[0])
 
     @property
+    def on_disk(self) -> bool:
+        """True when the images are a file read in chunks."""
+        return isinstance(self.images, DiskArray)
+
+    @property
     def fingerprint(self) -> str:
         """A hash of the ids and sizes (the data context is added by :class:`AnonymizedSets`)."""
         return stable_hash({"ids": self.sample_ids, "shape": list(self.images.shape)})
 
     @classmethod
     def from_samples(cls, name: str, samples: Sequence[Any], region: dict[str, Any], images: torch.Tensor | None = None,
-                     annotations: list[dict] | None = None) -> "ImageSet":
+                     annotations: list[dict] | None = None, cache: Cache | None = None) -> "ImageSet":
         """Decode ``samples`` (unless ``images`` is given) and make their ``region`` masks
-        (``name``, ``dilation``, ``fallback`` as in :func:`evalsuite.regions.region_masks`)."""
+        (``name``, ``dilation``, ``fallback`` as in :func:`evalsuite.regions.region_masks`).
+
+        With ``cache``, images and annotated masks are decoded chunk by chunk into cache
+        entries and read lazily, so that memory does not grow with the set."""
         from types import SimpleNamespace
 
         from evalsuite.regions import region_masks
 
+        streamed = images is None and cache is not None and len(samples) > 0
         if images is None:
-            images = decode_samples(samples, f"load {name}")
+            images = decoded_on_disk(cache, samples, f"load {name}") if streamed else decode_samples(samples, f"load {name}")  # type: ignore[arg-type]
         annotations = [dict(s.annotations) for s in samples] if annotations is None else annotations
         proxies = [SimpleNamespace(annotations=a, relpath=s.relpath) for s, a in zip(samples, annotations)]
         _, _, h, w = images.shape
         dilation = region.get("dilation")
-        masks = region_masks(proxies, str(region["name"]), h, w, dilation=None if dilation is None else int(dilation),  # type: ignore[arg-type]
-                             fallback=str(region.get("fallback") or "image"))
+
+        def masks_of(items: Sequence[Any]) -> torch.Tensor:
+            return region_masks(items, str(region["name"]), h, w, dilation=None if dilation is None else int(dilation),  # type: ignore[arg-type]
+                                fallback=str(region.get("fallback") or "image"))
+
+        if streamed:
+            masks: torch.Tensor | DiskArray = masks_on_disk(cache, images, proxies, region, masks_of)  # type: ignore[arg-type]
+        else:
+            masks = masks_of(proxies)
         source = str(region.get("source") or "annotations")
         if source == "annotations":
             return cls(name, images, masks, [s.relpath for s in samples], annotations)
         if source != "detect":
             raise UserError(f"region.source={source!r}: use annotations (masks from the dataset's annotations) or detect (masks from region.detector)")
         detected = detect_regions(images, region, name)
-        return cls(name, images, detected, [s.relpath for s in samples], annotations, annotated_masks=masks)
+        return cls(name, images, detected, [s.relpath for s in samples], annotations, annotated_masks=as_tensor(masks))
 
     @classmethod
     def from_faces(cls, name: str, samples: Sequence[Any], region: dict[str, Any], size: int, crop: float) -> "ImageSet":
@@ -171,15 +253,22 @@ class ImageSet:
         return cls.from_samples(name, samples, region, images=images, annotations=annotations)
 
     def subset(self, index: Sequence[int] | np.ndarray, name: str | None = None) -> "ImageSet":
+        """The images ``index`` (in memory)."""
         idx = [int(i) for i in index]
         t = torch.as_tensor(idx, dtype=torch.long)
         return ImageSet(name or self.name, self.images[t], self.masks[t], [self.sample_ids[i] for i in idx], [self.annotations[i] for i in idx],
                         None if self.annotated_masks is None else self.annotated_masks[t])
 
+    def in_memory(self) -> "ImageSet":
+        """This set with its images and masks in memory (for whole-set steps: fitting)."""
+        if not self.on_disk and not isinstance(self.masks, DiskArray):
+            return self
+        return ImageSet(self.name, as_tensor(self.images), as_tensor(self.masks), self.sample_ids, self.annotations, self.annotated_masks)
+
     @staticmethod
     def concat(name: str, sets: Sequence["ImageSet"]) -> "ImageSet":
         annotated = [s.annotated_masks for s in sets]
-        return ImageSet(name, torch.cat([s.images for s in sets]), torch.cat([s.masks for s in sets]),
+        return ImageSet(name, torch.cat([as_tensor(s.images) for s in sets]), torch.cat([as_tensor(s.masks) for s in sets]),
                         [i for s in sets for i in s.sample_ids], [a for s in sets for a in s.annotations],
                         None if any(a is None for a in annotated) else torch.cat(annotated))  # type: ignore[arg-type]
 
@@ -191,6 +280,21 @@ class ImageSet:
 
         rate, count = leak_rate(self.annotated_masks, self.masks)
         return {"leak_rate": rate} if count else {}
+
+
+def masks_on_disk(cache: Cache, images: DiskArray, proxies: Sequence[Any], region: dict[str, Any],
+                  masks_of: Callable[[Sequence[Any]], torch.Tensor]) -> DiskArray:
+    """The region masks of ``proxies`` computed chunk by chunk into a cache entry (bool (N, 1, H, W))."""
+    key = stable_hash({"kind": "region-masks", "format": 1, "images": images.path.name, "region": region,
+                       "annotations": stable_hash([[p.relpath, p.annotations] for p in proxies])})
+
+    def write(handle: Any) -> None:
+        writer = NpyWriter(handle, (len(proxies), 1, images.shape[2], images.shape[3]), np.bool_)
+        for start in range(0, len(proxies), CHUNK_ROWS):
+            writer.write(masks_of(proxies[start:start + CHUNK_ROWS]))
+        writer.finish()
+
+    return cached_rows(cache, "masks", key, write)
 
 
 def detect_regions(images: torch.Tensor, region: dict[str, Any], name: str) -> torch.Tensor:
@@ -348,7 +452,8 @@ class AnonymizedSets:
             anonymizer = spec.anonymizer.clone()
 
             def build() -> dict[str, Any]:
-                anonymizer.fit(train.images.to(self.device), train.masks.to(self.device), train.annotations, train.sample_ids,
+                whole = train.in_memory()  # fitting is a whole-set step by the anonymizer contract
+                anonymizer.fit(whole.images.to(self.device), whole.masks.to(self.device), whole.annotations, whole.sample_ids,
                                seed=seed, device=self.device, cache=self.cache)
                 return anonymizer.state_dict()
 
@@ -377,24 +482,84 @@ class AnonymizedSets:
             with self.cache.lock("anonymized", key, ".npy") if self.cache is not None else nullcontext():
                 result = self._cached(image_set, spec, key)
                 if result is None:
-                    out = self._run(image_set, spec, seed, train, groups)
-                    result = AnonymizedSet(out.images, out.detections, key)
-                    if self.cache is not None:
-                        if out.detections is not None:  # first: a reader that finds the images finds these too
-                            self.cache.save_array("detected", key, out.detections.numpy())
-                        self.cache.save_array("anonymized", key, out.images.numpy())
+                    result = self._build(image_set, spec, seed, train, groups, key)
         self._sets[key] = result
         return result
 
+    def streams(self, image_set: ImageSet, spec: AnonymizerSpec) -> bool:
+        """True when ``image_set`` is anonymized chunk by chunk into the cache: a set on disk,
+        an anonymizer fitted on nothing or on ``train`` that uses the base class's batch loop
+        (adapters that override ``anonymize_set`` see the whole set, as their programs expect)."""
+        return (self.cache is not None and image_set.on_disk and not self.fits_per_set(spec)
+                and type(spec.anonymizer).anonymize_set is Anonymizer.anonymize_set)
+
+    def _build(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, train: ImageSet | None,
+               groups: Sequence[np.ndarray] | None, key: str) -> AnonymizedSet:
+        if self.streams(image_set, spec):
+            return self._stream(image_set, spec, seed, train, key)
+        out = self._run(image_set.in_memory(), spec, seed, train, groups)
+        if self.cache is None:
+            return AnonymizedSet(out.images, out.detections, key)
+        if out.detections is not None:  # first: a reader that finds the images finds these too
+            self.cache.save_array("detected", key, out.detections.numpy())
+        path = self.cache.save_array("anonymized", key, out.images.numpy())
+        if image_set.on_disk:  # a set on disk stays on disk
+            detections = self.cache.path("detected", key, ".npy") if out.detections is not None else None
+            return AnonymizedSet(DiskArray(path), None if detections is None else DiskArray(detections), key)
+        return AnonymizedSet(out.images, out.detections, key)
+
     def _cached(self, image_set: ImageSet, spec: AnonymizerSpec, key: str) -> AnonymizedSet | None:
-        """The set as cached on disk under ``key``, or None."""
+        """The set as cached on disk under ``key``, or None (read lazily when ``image_set`` is on disk)."""
         if self.cache is None:
             return None
+        if image_set.on_disk:
+            found = _disk_array(self.cache.path("anonymized", key, ".npy"), "anonymized")
+            if found is None or found.shape != image_set.images.shape or found.dtype != np.uint8:
+                return None
+            detected = _disk_array(self.cache.path("detected", key, ".npy"), "detected") if self.finds_own_regions(spec) else None
+            return AnonymizedSet(found, detected, key)
         cached = self.cache.load_array("anonymized", key)
         if cached is None or cached.shape != tuple(image_set.images.shape):
             return None
         detected = self.cache.load_array("detected", key) if self.finds_own_regions(spec) else None
         return AnonymizedSet(torch.from_numpy(cached), None if detected is None else torch.from_numpy(detected), key)
+
+    def _stream(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, train: ImageSet | None, key: str) -> AnonymizedSet:
+        """Anonymize ``image_set`` chunk by chunk straight into the cache. Chunks are whole
+        multiples of the batch size and share one generator, so every batch and every random
+        draw is the one a single whole-set call makes."""
+        assert self.cache is not None
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        anonymizer = self.fitted(spec, train, seed) if self.fit_on(spec) == "train" else spec.anonymizer.clone()
+        description = f"{spec.label} {image_set.name}"
+        chunk = max(1, CHUNK_ROWS // self.batch_size) * self.batch_size
+        n = len(image_set)
+        path = self.cache.path("anonymized", key, ".npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reports = False
+        with tempfile.TemporaryFile(dir=path.parent) as spill:  # detections, if any, until the images are complete
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                writer = NpyWriter(handle, tuple(image_set.images.shape), np.uint8)
+                found: NpyWriter | None = None
+                for start in tqdm(range(0, n, chunk), desc=description, unit="chunk", leave=False, disable=n <= chunk):
+                    part = ImageSet(image_set.name, image_set.images[start:start + chunk], image_set.masks[start:start + chunk],
+                                    image_set.sample_ids[start:start + chunk], image_set.annotations[start:start + chunk])
+                    out = self._anonymize(anonymizer, part, generator, description)
+                    writer.write(out.images)
+                    reports = out.detections is not None if start == 0 else reports
+                    if reports != (out.detections is not None):
+                        raise RuntimeError(f"{description}: the anonymizer reported detections for some batches only")
+                    if out.detections is not None:
+                        found = found or NpyWriter(spill, tuple(image_set.masks.shape), np.bool_)
+                        found.write(out.detections)
+                writer.finish()
+                if found is not None:  # written before the images appear: a reader that finds them finds these too
+                    found.finish()
+                    spill.seek(0)
+                    with atomic_path(self.cache.path("detected", key, ".npy")) as det, open(det, "wb") as target:
+                        shutil.copyfileobj(spill, target)
+        detections = self.cache.path("detected", key, ".npy") if found is not None else None
+        return AnonymizedSet(DiskArray(path), None if detections is None else DiskArray(detections), key)
 
     def _run(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, train: ImageSet | None, groups: Sequence[np.ndarray] | None) -> Anonymized:
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -429,4 +594,3 @@ class AnonymizedSets:
             mask = image_set.masks.expand_as(out.images)
             return Anonymized(torch.where(mask, out.images.cpu(), image_set.images), None)
         return Anonymized(out.images.cpu(), None if out.detections is None else out.detections.cpu())
-

@@ -18,6 +18,7 @@ import torch
 from attacks.reconstruction import Deanonymizer, ReconstructionAttack, ReconstructionConfig, reconstruction_quality
 from attacks.reid_attacker import AttackerConfig, ReidAttacker
 from attacks.threat_models import ThreatModel
+from evalsuite.arrays import as_tensor
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.types import ReidDataset
@@ -74,7 +75,8 @@ class Market1501Reid(Protocol):
         for split in SPLITS:
             if not self.dataset.split(split):
                 raise UserError(f"dataset {self.dataset.root} has no {split} images; check dataset.root")
-            self.sets[split] = ImageSet.from_samples(split, self.dataset.split(split), to_plain(self.cfg.region))
+            # decoded once into the cache and read in chunks: memory follows the batch size, not the split
+            self.sets[split] = ImageSet.from_samples(split, self.dataset.split(split), to_plain(self.cfg.region), cache=self.cache)
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
         self._attackers = TrainedModels(self.anonymized_sets.artifacts, "attackers", "attacker")
@@ -137,7 +139,7 @@ class Market1501Reid(Protocol):
         """The de-anonymizer of ``spec``'s training set; its perceptual loss runs through the clean attacker."""
         clean, clean_key, _ = self._attacker("clean", spec, seed)
         train, train_key = self.anonymized("train", spec, seed)
-        return self.reconstruction.deanonymizer(train, self.images["train"], train_key, seed, clean.signed_features, clean_key)
+        return self.reconstruction.deanonymizer(as_tensor(train), as_tensor(self.images["train"]), train_key, seed, clean.signed_features, clean_key)
 
     def attacked(self, split: str, spec: AnonymizerSpec, seed: int, reconstruct: bool) -> tuple[torch.Tensor, str]:
         """The split as the attacker sees it: anonymized and, under the reconstruction attacks, reconstructed."""
