@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from anonymizers.deepprivacy import to_signed, to_uint8  # uint8 <-> [-1, 1], as the generators use
-from evalsuite.arrays import CHUNK_ROWS
+from evalsuite.arrays import chunk_rows, images_row_bytes
 from evalsuite.errors import UserError
 from evalsuite.metrics.spec import MetricSpec, register_metric
 
@@ -172,13 +172,14 @@ class Deanonymizer:
         return self
 
 
-def reconstruction_quality(reconstructed: Any, original: Any, chunk: int = CHUNK_ROWS) -> dict[str, float]:
+def reconstruction_quality(reconstructed: Any, original: Any) -> dict[str, float]:
     """``attacked_psnr`` / ``attacked_ssim``: mean per-image PSNR (capped at MAX_PSNR dB) / SSIM of what the attacker
-    matches to the originals; tensors or sets on disk, read ``chunk`` images at a time."""
+    matches to the originals; tensors or sets on disk, read a chunk at a time."""
     from evalsuite.metrics.quality import image_quality_scores
 
     if len(original) != len(reconstructed):
         raise ValueError(f"{len(reconstructed)} attacked images for {len(original)} originals")
+    chunk = chunk_rows(images_row_bytes(original))
     scores = [image_quality_scores(original[i:i + chunk], reconstructed[i:i + chunk]) for i in range(0, len(original), chunk)]
     scores = scores or [image_quality_scores(original[:0], reconstructed[:0])]
     psnr = np.minimum(np.concatenate([s["psnr"] for s in scores]), MAX_PSNR)  # identical images have infinite PSNR

@@ -17,9 +17,16 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-#: rows per chunk when a whole set is streamed (decoding, anonymizing, writing); a multiple of
-#: every usual batch size, so that batch loops inside a chunk see the batches they saw before
-CHUNK_ROWS = 1024
+#: bytes of images per chunk when a whole set is streamed (decoding, anonymizing, writing)
+CHUNK_BYTES = 16 << 20
+
+
+def chunk_rows(row_bytes: int, multiple: int = 1) -> int:
+    """Rows per chunk: about :data:`CHUNK_BYTES` of rows of ``row_bytes``, a whole multiple of
+    ``multiple`` (the batch size: a batch loop inside a chunk then sees the batches it saw
+    over the whole set), at least one multiple."""
+    multiple = max(1, int(multiple))
+    return max(1, CHUNK_BYTES // max(1, int(row_bytes)) // multiple) * multiple
 
 
 class DiskArray:
@@ -89,11 +96,6 @@ class DiskArray:
             return self.take(item)
         raise TypeError(f"{self!r} is indexed by a row, a slice or a list of rows, not {type(item).__name__}")
 
-    def batches(self, batch_size: int = CHUNK_ROWS) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, rows start:start+batch_size) over the whole array."""
-        for start in range(0, len(self), batch_size):
-            yield start, self.read(start, start + batch_size)
-
     @staticmethod
     def _pread(fd: int, buffer: memoryview, offset: int) -> None:
         done = 0
@@ -107,12 +109,6 @@ class DiskArray:
 def as_tensor(images: torch.Tensor | DiskArray) -> torch.Tensor:
     """The whole set in memory: for the steps that need all of it at once (whole-set fitting)."""
     return images.read(0, len(images)) if isinstance(images, DiskArray) else images
-
-
-def iter_rows(images: torch.Tensor | DiskArray, batch_size: int = CHUNK_ROWS) -> Iterator[tuple[int, torch.Tensor]]:
-    """(start, rows) chunks of a tensor or a :class:`DiskArray`."""
-    for start in range(0, len(images), batch_size):
-        yield start, images[start : start + batch_size]
 
 
 class NpyWriter:
@@ -141,3 +137,10 @@ class NpyWriter:
         """ValueError unless every row was written."""
         if self.rows != self.shape[0]:
             raise ValueError(f"wrote {self.rows} rows of an array of {self.shape[0]}")
+
+
+def images_row_bytes(images: torch.Tensor | DiskArray) -> int:
+    """Bytes of one row (image) of a tensor or a :class:`DiskArray`."""
+    if isinstance(images, DiskArray):
+        return images.row_bytes
+    return int(np.prod(images.shape[1:], dtype=np.int64)) * images.element_size()

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from anonymizers.base import Anonymized, Anonymizer, load_state_file, save_state
-from evalsuite.arrays import CHUNK_ROWS, DiskArray, NpyWriter, as_tensor
+from evalsuite.arrays import DiskArray, NpyWriter, as_tensor, chunk_rows, images_row_bytes
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash
@@ -89,14 +89,12 @@ def decoded_on_disk(cache: Cache, samples: Sequence[Any], description: str) -> D
     key = stable_hash({"kind": "decoded-set", "format": 1, "files": files})
 
     def write(handle: Any) -> None:
+        first = read_sample(samples[0])
+        rows = chunk_rows(first.nbytes)
         with tqdm(total=len(samples), desc=description, unit="img", leave=False) as progress:
-            first = _decode(samples[:CHUNK_ROWS], read_sample, samples[0], None, progress)
-            writer = NpyWriter(handle, (len(samples), *first.shape[1:]), np.uint8)
-            writer.write(first)
-            hwc = (first.shape[2], first.shape[3], first.shape[1])
-            del first
-            for start in range(CHUNK_ROWS, len(samples), CHUNK_ROWS):
-                writer.write(_decode(samples[start:start + CHUNK_ROWS], read_sample, samples[0], hwc, progress))
+            writer = NpyWriter(handle, (len(samples), first.shape[2], *first.shape[:2]), np.uint8)
+            for start in range(0, len(samples), rows):
+                writer.write(_decode(samples[start:start + rows], read_sample, samples[0], first.shape, progress))
             writer.finish()
 
     return cached_rows(cache, "decoded", key, write)
@@ -290,8 +288,9 @@ def masks_on_disk(cache: Cache, images: DiskArray, proxies: Sequence[Any], regio
 
     def write(handle: Any) -> None:
         writer = NpyWriter(handle, (len(proxies), 1, images.shape[2], images.shape[3]), np.bool_)
-        for start in range(0, len(proxies), CHUNK_ROWS):
-            writer.write(masks_of(proxies[start:start + CHUNK_ROWS]))
+        rows = chunk_rows(images.shape[2] * images.shape[3])
+        for start in range(0, len(proxies), rows):
+            writer.write(masks_of(proxies[start:start + rows]))
         writer.finish()
 
     return cached_rows(cache, "masks", key, write)
@@ -532,7 +531,7 @@ class AnonymizedSets:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         anonymizer = self.fitted(spec, train, seed) if self.fit_on(spec) == "train" else spec.anonymizer.clone()
         description = f"{spec.label} {image_set.name}"
-        chunk = max(1, CHUNK_ROWS // self.batch_size) * self.batch_size
+        chunk = chunk_rows(images_row_bytes(image_set.images), self.batch_size)
         n = len(image_set)
         path = self.cache.path("anonymized", key, ".npy")
         path.parent.mkdir(parents=True, exist_ok=True)
