@@ -69,3 +69,27 @@ def test_missing_or_foreign_results_are_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "results.jsonl").write_text("")
     assert evalsuite.load_results(tmp_path / "empty").empty
+
+
+def test_the_report_and_the_gate_read_results_through_the_same_reader(tmp_path, capsys):
+    """One reader (evalsuite.analysis.read_sources): a bad row is refused with the same line by
+    load_results, the report and the gate; good rows give the report's cells the frame's values."""
+    from evalsuite.cli import main
+    from evalsuite.reporting import ReportOptions, generate_report
+    from evalsuite.reporting.results import load_results as load_groups
+
+    run = _write(tmp_path / "run", [_row("a", "none", 0, 0.9, 0.8), _row("b", "blur", 0, 0.5, 0.4), _row("c", "blur", 1, 0.3, 0.2)])
+    frame = evalsuite.load_results(run)
+    (group,) = load_groups([run])
+    for (anonymizer, attack, metric), cell in group.cells.items():
+        expected = frame[(frame.anonymizer == anonymizer) & (frame.attack == attack) & (frame.metric == metric)].set_index("seed")["value"].to_dict()
+        assert cell.values == expected
+    bad = _write(tmp_path / "bad", [_row("a", "none", 0, 0.9), {k: v for k, v in _row("b", "blur", 0, 0.5).items() if k != "dataset"}])
+    message = f"{bad / 'results.jsonl'}:2 lacks dataset; is this an evalsuite results.jsonl?"
+    with pytest.raises(UserError) as from_frame:
+        evalsuite.load_results(bad)
+    with pytest.raises(UserError) as from_report:
+        generate_report([bad], ReportOptions())
+    assert str(from_frame.value) == str(from_report.value) == message
+    assert main(["baseline", str(bad), "--out", str(tmp_path / "baseline.json")]) == 2  # the gate's baseline maker
+    assert message in capsys.readouterr().err and not (tmp_path / "baseline.json").exists()

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from evalsuite.analysis import RunSource, read_sources
 from evalsuite.errors import UserError
 from evalsuite.metrics.spec import MetricSpec, metric_spec
-from evalsuite.store import read_rows, read_run_json, results_file
 
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("protocol", "protocol_version", "dataset", "anonymizer", "attack", "seed", "metrics")
 #: anonymizer registry names / labels that mean "the original images"
 IDENTITY_NAMES = ("none", "original", "identity")
-CONFIG_NAME = "config.yaml"
 
 
 @dataclass(frozen=True, order=True)
@@ -37,25 +36,6 @@ class GroupKey:
 
     def describe(self) -> str:
         return f"{self.protocol} v{self.protocol_version} on {self.dataset} (config {self.config_hash})"
-
-
-@dataclass
-class RunSource:
-    """One RESULTS argument: its results file, its rows, its config.yaml text and run.json (if any)."""
-
-    path: Path
-    rows: list[dict[str, Any]]
-    config_text: str | None = None
-    description: dict[str, Any] | None = None
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-    def run_entry(self, config_hash: str) -> dict[str, Any] | None:
-        """This source's run.json entry of ``config_hash`` (None without one)."""
-        entry = ((self.description or {}).get("runs") or {}).get(config_hash)
-        return entry if isinstance(entry, dict) else None
 
 
 def mean_and_sem(values: Sequence[float]) -> tuple[float, float | None]:
@@ -168,25 +148,6 @@ def is_identity_anonymizer(name: str, label: str | None = None) -> bool:
     return name in IDENTITY_NAMES or (label is not None and label in IDENTITY_NAMES)
 
 
-def load_source(path: Path) -> RunSource:
-    """One RESULTS argument: its validated rows and the config.yaml beside it."""
-    file = results_file(path)
-    rows = read_rows(file)
-    if not rows:
-        raise UserError(f"{file} holds no result rows; run `evalsuite run ... out={file.parent}` first")
-    for lineno, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise UserError(f"{file}:{lineno} is not a JSON object; is this an evalsuite results.jsonl?")
-        missing = [k for k in REQUIRED_KEYS if k not in row]
-        if missing:
-            raise UserError(f"{file}:{lineno} lacks {', '.join(missing)}; is this an evalsuite results.jsonl?")
-        if not isinstance(row["metrics"], dict):
-            raise UserError(f"{file}:{lineno}: 'metrics' must be a mapping of metric name to value")
-    config = file.parent / CONFIG_NAME
-    return RunSource(path=file, rows=rows, config_text=config.read_text(encoding="utf-8") if config.exists() else None,
-                     description=read_run_json(file.parent))
-
-
 def group_key(row: dict[str, Any]) -> GroupKey:
     return GroupKey(str(row["protocol"]), str(row["protocol_version"]), str(row["dataset"]), str(row.get("config_hash") or "-"))
 
@@ -201,8 +162,9 @@ def _identity(row: dict[str, Any]) -> str:
 
 
 def load_results(paths: Iterable[Path | str]) -> list[Group]:
-    """Load, merge and group the rows of every RESULTS path (run folder or results.jsonl)."""
-    sources = [load_source(Path(p)) for p in paths]
+    """Load (:func:`evalsuite.analysis.read_sources`, the reader of ``evalsuite.load_results``),
+    merge and group the rows of every RESULTS path (run folder or results.jsonl)."""
+    sources = read_sources(list(paths), required=REQUIRED_KEYS, allow_empty=False)
     if not sources:
         raise UserError("no RESULTS given; pass one or more run folders or results.jsonl files")
     return group_sources(sources)
