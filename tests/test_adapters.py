@@ -50,6 +50,7 @@ def rows(out: Path) -> dict[tuple[str, str], dict[str, float]]:
 
 def write_precomputed(overrides: list[str], cache: Path, folder: Path, anonymizer: str = "blur") -> int:
     """Anonymize every set the protocol uses with a built-in anonymizer and save it as PNGs keyed by sample id."""
+    from evalsuite.arrays import as_tensor
     from evalsuite.cache import Cache
     from evalsuite.components import resolve_anonymizer
     from evalsuite.config import compose
@@ -63,7 +64,7 @@ def write_precomputed(overrides: list[str], cache: Path, folder: Path, anonymize
     count = 0
     for image_set in protocol.sets.values():
         result = protocol.anonymized_sets.get(image_set, spec, 0)
-        write_images(folder, result.images, image_set.sample_ids)
+        write_images(folder, as_tensor(result.images), image_set.sample_ids)  # market1501-reid's sets are on disk
         count += len(image_set)
     return count
 
@@ -93,6 +94,7 @@ def test_pillow_program_runs_end_to_end_and_matches_its_precomputed_folder(cache
     out = tmp_path / "out"
     assert main(["run", *MARKET, "attacks=[naive]", f"anonymizers=[none,{external_entry('pillow')}]", f"cache_dir={cache}", f"out={out}"]) == 0
     # the same program's output, saved as a precomputed folder, gives the same numbers
+    from evalsuite.arrays import as_tensor
     from evalsuite.cache import Cache
     from evalsuite.components import resolve_anonymizer
     from evalsuite.config import compose
@@ -104,16 +106,16 @@ def test_pillow_program_runs_end_to_end_and_matches_its_precomputed_folder(cache
     spec = resolve_anonymizer({"name": "external", "command": [sys.executable, str(PROGRAM), "{input}", "{output}"]})
     folder = tmp_path / "pillow"
     for image_set in protocol.sets.values():
-        write_images(folder, protocol.anonymized_sets.get(image_set, spec, 0).images, image_set.sample_ids)
+        write_images(folder, as_tensor(protocol.anonymized_sets.get(image_set, spec, 0).images), image_set.sample_ids)  # sets on disk
     out2 = tmp_path / "out2"
     assert main(["run", *MARKET, "attacks=[naive]", f"anonymizers=[{{name:precomputed,label:pillow,root:'{folder}'}}]", f"cache_dir={cache}", f"out={out2}"]) == 0
     first, second = rows(out), rows(out2)
     assert first[("pillow", "naive")] == second[("pillow", "naive")]
     # Pillow's blur is close to ours but not the same pixels: "same numbers" needs the same algorithm
     query = protocol.sets["query"]
-    pillow = protocol.anonymized_sets.get(query, spec, 0).images
-    ours = protocol.anonymized_sets.get(query, resolve_anonymizer("blur"), 0).images
-    region = query.masks.expand_as(ours)
+    pillow = as_tensor(protocol.anonymized_sets.get(query, spec, 0).images)
+    ours = as_tensor(protocol.anonymized_sets.get(query, resolve_anonymizer("blur"), 0).images)
+    region = as_tensor(query.masks).expand_as(ours)
     difference = (pillow.float() - ours.float()).abs()[region]
     assert 0 < difference.mean() < 8
 
