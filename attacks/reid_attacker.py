@@ -240,16 +240,17 @@ class ReidAttacker:
         scheduler = optim.build_lr_scheduler(optimizer, lr_scheduler="cosine", max_epoch=cfg.epochs)
         criterion = losses.CrossEntropyLoss(num_classes=self.num_classes, use_gpu=self.device.type == "cuda", label_smooth=cfg.label_smooth)
         triplet = losses.TripletLoss(margin=cfg.triplet_margin) if cfg.loss == "triplet" else None
-        if not isinstance(images, torch.Tensor):  # a set on disk (evalsuite.arrays.DiskArray): each batch read and resized when drawn
-            source, images = images, None
-        else:
+        if isinstance(images, torch.Tensor):
             images = resize(images, cfg.height, cfg.width)  # once, not every epoch
+        elif tuple(images.shape[-2:]) != (cfg.height, cfg.width):  # a set on disk: resized once into a file beside it, read per batch
+            from evalsuite.arrays import derived
+
+            images = derived(images, f"{cfg.height}x{cfg.width}", lambda x: resize(x, cfg.height, cfg.width))
         approx_steps = max(1, len(pids) // cfg.batch_size)
         progress = tqdm(total=cfg.epochs * approx_steps, desc=description, unit="batch", leave=False)
         for _epoch in range(cfg.epochs):
             for idx in self._epoch_batches(pids, generator):
-                batch = images[idx] if images is not None else resize(source[idx], cfg.height, cfg.width)
-                x = normalize(batch.to(self.device))
+                x = normalize(images[idx].to(self.device))
                 x = augment(x, cfg.random_crop_padding, generator)
                 if cfg.random_erasing > 0:
                     x = random_erasing(x, cfg.random_erasing, generator)

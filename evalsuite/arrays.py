@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -144,3 +144,27 @@ def images_row_bytes(images: torch.Tensor | DiskArray) -> int:
     if isinstance(images, DiskArray):
         return images.row_bytes
     return int(np.prod(images.shape[1:], dtype=np.int64)) * images.element_size()
+
+
+def derived(source: DiskArray, tag: str, transform: Callable[[torch.Tensor], torch.Tensor], chunk: int = 512) -> DiskArray:
+    """``transform`` of every chunk of ``source``'s rows, as a file beside it (``<stem>.<tag>.npy``),
+    written once (atomically) and read like ``source``: e.g. a training set at the attacker's
+    input size, read batch by batch every epoch without resizing it again."""
+    from evalsuite.store import atomic_path
+
+    path = source.path.with_name(f"{source.path.stem}.{tag}.npy")
+    if path.exists():
+        try:
+            return DiskArray(path)
+        except (ValueError, OSError):
+            path.unlink(missing_ok=True)  # torn or foreign: written again below
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer: NpyWriter | None = None
+        for start in range(0, len(source), chunk):
+            rows = transform(source.read(start, start + chunk))
+            writer = writer or NpyWriter(handle, (len(source), *rows.shape[1:]), rows.numpy().dtype)
+            writer.write(rows)
+        if writer is None:
+            raise ValueError(f"{source!r} has no rows to transform")
+        writer.finish()
+    return DiskArray(path)

@@ -137,6 +137,7 @@ def test_attacker_trained_from_disk_equals_attacker_trained_in_memory(tmp_path):
     config = AttackerConfig(epochs=1, batch_size=8, height=32, width=16)
     from_memory = ReidAttacker(config, num_classes=4, seed=0).fit(images, pids)
     from_disk = ReidAttacker(config, num_classes=4, seed=0).fit(DiskArray(path), pids)
+    assert DiskArray(tmp_path / "train.32x16.npy").shape == (24, 3, 32, 16)  # resized once, beside the set
     for name, value in from_memory.model.state_dict().items():
         assert torch.equal(value, from_disk.model.state_dict()[name]), name
     assert torch.equal(from_memory.extract(images), from_disk.extract(DiskArray(path)))
