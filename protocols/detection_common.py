@@ -222,9 +222,9 @@ class DetectionProtocol(Protocol):
         return self._models[key], key
 
     # ---------------------------------------------------------------- detections and AP
-    def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str) -> list[dict[str, Any]]:
-        """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
-        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description)
+    def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str, label_map: dict[int, int] | None = None) -> list[dict[str, Any]]:
+        """COCO results of ``model`` on every image ``images(i)`` of ``split`` (labels: see :meth:`Scenes.coco_results`)."""
+        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description, label_map)
 
     def cached_detections(self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
         """Detections stored under the hash of ``key`` (computed and stored when absent; an unreadable file is recomputed)."""
