@@ -153,8 +153,8 @@ def load(cfg: PretrainedConfig, device: str = "cpu", key: str = "detector.weight
         what = (f"missing {missing[0]}" if missing else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, expected {expected[wrong[0]]}"
                 if wrong else f"unexpected {extra[0]}")
         counts = f"{len(missing)} missing, {len(wrong)} of another shape, {len(extra)} unexpected keys"
-        other = next((m for m in MODELS if m != cfg.model and _fits(state, _shapes(m))), None)
-        hint = (f"it holds a {other} state dict: set detector.model={other}" if other else
+        others = [m for m in MODELS if m != cfg.model and _fits(state, _shapes(m))]
+        hint = (f"it fits detector.model={' or '.join(others)}" if others else
                 f"use torchvision's {weights_meta(cfg.model).url.rsplit('/', 1)[-1]} (the {len(label_names(cfg.model))}-label COCO model)")
         raise UserError(f"weights file {file} ({key}) does not fit detector.model={cfg.model} ({counts}; {what}); {hint}")
     model = build(cfg)
