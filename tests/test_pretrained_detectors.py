@@ -160,6 +160,10 @@ def test_validate_with_a_torchvision_weight_file(box_weights, tmp_path):
                     detections.append({"image_id": image["id"], "category_id": val.category_id("person"),
                                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": score})
     assert len(detections) == 30
+    stored_detections = [json.loads(f.read_text()) for f in (tmp_path / "cache" / "detections").glob("*.json")]
+    clean = [d for d in stored_detections if [r["image_id"] for r in d] == [r["image_id"] for r in detections]
+             and np.allclose([r["bbox"] for r in d], [r["bbox"] for r in detections], atol=1e-3)]
+    assert len(clean) == 1 and [r["score"] for r in clean[0]] == pytest.approx([r["score"] for r in detections])
     person_only = {**val.coco, "categories": [c for c in val.categories if c["name"] == "person"],
                    "annotations": [a for a in val.coco["annotations"] if a["category_id"] == val.category_id("person")]}
     assert stored["none"]["metrics"] == pytest.approx(coco_detection_scores(person_only, detections), abs=1e-9)
