@@ -41,7 +41,7 @@ from evalsuite.config import stable_hash
 from evalsuite.detection import pretrained
 from evalsuite.detection.offline import OFFLINE_DETECTORS, OfflineDetector
 from evalsuite.errors import UserError
-from evalsuite.metrics.detection import DETECTION_METRICS, KEYPOINT_METRICS, coco_keypoint_scores, has_keypoints
+from evalsuite.metrics.detection import KEYPOINT_METRICS, coco_keypoint_scores, has_keypoints
 from evalsuite.protocol import CellResult
 from evalsuite.registry import PROTOCOLS
 from protocols.detection_common import DetectionProtocol, trainable_defaults
@@ -54,8 +54,8 @@ DETECTOR_NAMES = ("auto", "trained", "torchvision", *OFFLINE_DETECTORS)
 @PROTOCOLS.register("detection-validate", description="detection AP of a fixed detector on anonymized validation images (Paper A Table 1, Paper D 'validate w/ anon. data')")
 class DetectionValidate(DetectionProtocol):
     version = "1"
-    metrics = DETECTION_METRICS + KEYPOINT_METRICS
-    table_metrics = ("ap", "ap50", "ap_person", "ap_face", "kp_ap")
+    metrics = DetectionProtocol.metrics + KEYPOINT_METRICS
+    table_metrics = (*DetectionProtocol.table_metrics, "kp_ap")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
