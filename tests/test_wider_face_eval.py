@@ -1,7 +1,6 @@
 """WIDER FACE easy / medium / hard AP by the official evaluation's rules, on .mat files written here."""
 import json
 
-import cv2
 import numpy as np
 import pytest
 
@@ -9,6 +8,7 @@ from evalsuite.cli import main
 from evalsuite.errors import UserError
 from evalsuite.metrics import wider_face
 from evalsuite.metrics.wider_face import WiderGroundTruth, load_ground_truth, voc_ap, wider_face_ap
+from wider_trees import ASTRONAUT_BOX, astronaut_wider_tree
 
 A, B, EMPTY = ("0--Parade", "a"), ("0--Parade", "b"), ("1--Handshaking", "c")
 
@@ -101,14 +101,9 @@ def test_missing_file_names_it_and_the_key(tmp_path):
 
 
 def test_wider_face_run_reports_the_official_settings(tmp_path, capsys):
-    data = pytest.importorskip("skimage.data")
-    root = tmp_path / "WIDER_FACE"
-    (root / "wider_face_split").mkdir(parents=True)
-    (root / "WIDER_val" / "images" / "0--Parade").mkdir(parents=True)
-    cv2.imwrite(str(root / "WIDER_val" / "images" / "0--Parade" / "astronaut.jpg"), data.astronaut()[:, :, ::-1])
-    (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").write_text("0--Parade/astronaut.jpg\n1\n177 78 90 92 0 0 0 0 0 0\n")
+    root = astronaut_wider_tree(tmp_path / "WIDER_FACE")
     key = ("0--Parade", "astronaut")
-    gt = write_ground_truth(tmp_path / "gt", {"0--Parade": ["astronaut"]}, {key: [[177, 78, 90, 92]]},
+    gt = write_ground_truth(tmp_path / "gt", {"0--Parade": ["astronaut"]}, {key: [ASTRONAUT_BOX]},
                             {"easy": {key: [1]}, "medium": {key: [1]}, "hard": {key: [1]}})
     out = tmp_path / "out"
     args = ["run", "protocol=detection-validate", "dataset=wider-face", f"dataset.root={root}", f"dataset.ground_truth={gt}",
