@@ -12,7 +12,7 @@ from evalsuite.data.detection import DetectionSplit
 from evalsuite.detection import pretrained
 from evalsuite.detection.scenes import Scenes
 from evalsuite.errors import UserError
-from evalsuite.metrics.detection import coco_detection_scores, coco_keypoint_scores
+from evalsuite.metrics.detection import coco_detection_scores, coco_keypoint_scores, has_keypoints
 
 TINY = ["protocol=detection-validate", "dataset=synthetic", "dataset.num_train_images=1", "dataset.num_val_images=3",
         "detector.name=torchvision", "detector.min_size=128", "detector.max_size=176", "detector.score_threshold=0",
@@ -127,6 +127,9 @@ def test_keypoint_ap_is_one_on_the_truth_and_lower_when_perturbed():
     assert scores["kp_ap"] < 1.0 and scores["kp_ap"] <= scores["kp_ap50"]
     assert [scores["kp_ap"], scores["kp_ap50"], scores["kp_ap75"]] == pytest.approx(direct_keypoint_ap(gt, moved))
     assert coco_keypoint_scores(gt, [], 1)["kp_ap"] == 0.0
+    assert has_keypoints(gt, 1) and not has_keypoints(gt, 2)
+    bare = {**gt, "annotations": [{k: v for k, v in a.items() if k not in ("keypoints", "num_keypoints")} for a in gt["annotations"]]}
+    assert not has_keypoints(bare, 1)  # an instances json: no keypoint AP
     # results on other categories or without keypoints do not count
     assert coco_keypoint_scores(gt, [{**r, "category_id": 2} for r in exact], 1)["kp_ap"] == 0.0
 
@@ -189,10 +192,12 @@ def test_keypoint_rcnn_reports_keypoint_ap(tmp_path):
     (["detector.model=fasterrcnn_resnet50_fpn", "detector.weights={weights}"],
      "(detector.weights) does not fit detector.model=fasterrcnn_resnet50_fpn (326 missing"),
     ([f"detector.model={BOX_MODEL}", "detector.weights={weights}", "detector.categories=[face]"], "not face of"),
+    (["detector.name=auto", "detector.model=yolo"], "detector.model='yolo' is not a torchvision COCO detector"),  # auto: a model means torchvision
 ])
 def test_bad_input_exits_2_before_any_output(extra, message, box_weights, tmp_path, capsys):
     args = [a.replace("{weights}", str(box_weights)) for a in extra]
-    code = main(["run", *TINY, *args, f"cache_dir={tmp_path}", f"out={tmp_path / 'out'}"])
+    base = [a for a in TINY if not (a.startswith("detector.name=") and any(e.startswith("detector.name=") for e in extra))]
+    code = main(["run", *base, *args, f"cache_dir={tmp_path}", f"out={tmp_path / 'out'}"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert message in err
