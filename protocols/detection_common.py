@@ -4,9 +4,9 @@ Both read a detection dataset (``coco``, ``wider-face``, ``synthetic-coco``; ``d
 means ``synthetic-coco``), anonymize each person (``region.name=body``) or face
 (``region.name=face``) of an image on its own, and score a detector with COCO box AP
 (:mod:`evalsuite.metrics.detection`; WIDER FACE easy / medium / hard AP too when
-``dataset.ground_truth`` names the official files, :mod:`evalsuite.metrics.wider_face`). They differ in where the anonymized data goes:
-``detection-validate`` feeds it to a fixed detector, ``detection-train`` trains a detector on
-it and validates on the original images.
+``dataset.ground_truth`` names the official files, :mod:`evalsuite.metrics.wider_face`). They
+differ in where the anonymized data goes: ``detection-validate`` feeds it to a fixed detector,
+``detection-train`` trains a detector on it and validates on the original images.
 
 The anonymized scenes come from the shared pipeline (:mod:`evalsuite.anonymized_scenes`: a
 clone of the anonymizer, one generator per image, cached under the data, region, anonymizer
