@@ -55,7 +55,7 @@ class Scenes:
         array = read_image(data.image_path(info))
         if array.shape[:2] != (info["height"], info["width"]):
             raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # decoders may hand back read-only memory
         if self._in_memory.setdefault(split, fits_in_memory(data)):
             self._images.setdefault(split, [None] * len(data.images))[index] = tensor
         return tensor
