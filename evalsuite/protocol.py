@@ -73,10 +73,17 @@ class Protocol:
 
     def build_dataset(self) -> Any:
         """The configured dataset; one that generates itself is generated in this run's cache
-        folder, passed explicitly (:func:`evalsuite.config.build_dataset`)."""
-        from evalsuite.config import build_dataset
+        folder, passed explicitly (:func:`evalsuite.config.build_dataset`). A face dataset whose
+        photos lack the face boxes the region needs gets them by detection, cached in that folder
+        (:mod:`evalsuite.data.face_boxes`)."""
+        from evalsuite.config import build_dataset, cache_dir
+        from evalsuite.data.face_boxes import complete_face_boxes, needs_face_boxes
 
-        return build_dataset(self.cfg, self.cache.root if self.cache is not None else None)
+        folder = self.cache.root if self.cache is not None else None
+        dataset = build_dataset(self.cfg, folder)
+        if needs_face_boxes(dataset, self.cfg.get("region")):
+            dataset = complete_face_boxes(dataset, folder if folder is not None else cache_dir(self.cfg))
+        return dataset
 
     # ---------------------------------------------------------------- run samples
     def sample_identities(self, name: str) -> list[Any]:

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from attacks.threat_models import NoAttacker
 from evalsuite.components import AnonymizerSpec
