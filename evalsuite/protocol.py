@@ -1,7 +1,9 @@
 """The protocol interface: a protocol binds a dataset, a region, attackers and metrics."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -10,6 +12,13 @@ from omegaconf import DictConfig
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
 from evalsuite.plan import ArtifactNode, Cell, Plan
+
+
+def generated_dataset(name: str) -> bool:
+    """Whether the registered dataset ``name`` generates itself (its factory takes the run's ``cache_dir``)."""
+    from evalsuite.registry import DATASETS
+
+    return name in DATASETS and "cache_dir" in inspect.signature(DATASETS.get(name).factory).parameters
 
 
 @dataclass
@@ -136,9 +145,13 @@ class Protocol:
 
     def dataset_label(self) -> str:
         """The dataset's name in rows and tables: the loaded dataset's own name once prepared (a
-        protocol may read ``dataset=synthetic`` as ``synthetic-faces``), else the configured one."""
+        protocol may read ``dataset=synthetic`` as ``synthetic-faces``), else the configured one;
+        for a folder the user gave, its folder name too, ``market1501 (cuhk03-as-market)``, so that
+        a copy of another set in the Market-1501 layout is not called Market-1501."""
         dataset = getattr(self, "dataset", None)
-        return str(getattr(dataset, "name", None) or self.cfg.dataset.name)
+        name = str(getattr(dataset, "name", None) or self.cfg.dataset.name)
+        root = getattr(dataset, "root", None)
+        return f"{name} ({Path(str(root)).name})" if root and not generated_dataset(str(self.cfg.dataset.name)) else name
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -159,7 +159,7 @@ class ImageQuality(Protocol):
         except UserError as exc:
             if self.attribute_config.names is not None:  # asked for by name: a real input error
                 raise
-            self.tools.mark(("attribute_accuracy",), str(exc))
+            self.tools.mark(("attribute_accuracy",), f"{exc}; until then attribute_accuracy stays empty (nan) and the run goes on")
         else:
             key_data = {"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "config": to_plain(self.cfg.attributes)}
             self.attributes = AttributeUtility(names, self.attribute_config, TrainedModels(self.anonymized_sets.artifacts, "classifiers", "attribute classifier"), key_data,
