@@ -109,7 +109,6 @@ def test_the_data_check_commands(tmp_path: Path, capsys) -> None:
 RUNS = [words for words in readme_commands() if words[1] == "run"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("words", RUNS, ids=[next(w for w in words if w.startswith("dataset=")) for words in RUNS])
 def test_the_run_commands(words: list[str], tmp_path: Path) -> None:
     args, dataset = _prepared(words, tmp_path)
