@@ -90,8 +90,9 @@ class Protocol:
 
         folder = self.cache.root if self.cache is not None else None
         dataset = build_dataset(self.cfg, folder)
-        if needs_face_boxes(dataset, self.cfg.get("region")):
-            dataset = complete_face_boxes(dataset, folder if folder is not None else cache_dir(self.cfg))
+        region = self.cfg.get("region")
+        if needs_face_boxes(dataset, region):
+            dataset = complete_face_boxes(dataset, folder if folder is not None else cache_dir(self.cfg), required=str(region.name) == "face")
         return dataset
 
     # ---------------------------------------------------------------- run samples

@@ -124,3 +124,6 @@ def test_no_face_anywhere_is_one_clear_error(tmp_path: Path) -> None:
     dataset = DATASETS.build("face-folder", root=str(tmp_path / "f"))
     with pytest.raises(UserError, match="found no face in any photo.*dataset.detector_upsample"):
         complete_face_boxes(dataset, tmp_path / "cache")
+    # a head region (image-quality's default, read as the whole aligned face without boxes) keeps the photos
+    kept = complete_face_boxes(dataset, tmp_path / "cache", required=False)
+    assert len(kept.samples) == 2 and all(s.face_box is None for s in kept.samples)

@@ -17,7 +17,9 @@ Of several faces, the one whose centre lies nearest the image centre is kept (th
 of an LFW-style photo); dlib's 68-point predictor places its landmarks. The result is
 written once as an ``evalsuite-faces/1`` sidecar (:mod:`evalsuite.data.faces`) under the
 cache, ``<cache_dir>/face-boxes/<dataset>-<key>.json``, with ``"face_box": null`` for photos
-where no face was found; those are dropped with one counted log line. Later runs read the
+where no face was found; those are dropped with one counted log line. A detector that finds
+no face in any photo stops a ``face`` region with a UserError; for ``head`` (which
+``image-quality`` reads as the whole aligned face when boxes are missing) the boxes stay missing. Later runs read the
 file instead of detecting again, so an edited box is used as it is: correct the file in
 place, or copy it, edit it and pass ``dataset.sidecar=FILE``. The boxes are part of the
 protocols' dataset fingerprints, so an edit invalidates the cached anonymized sets.
@@ -70,13 +72,17 @@ def missing_boxes(samples: list[FaceSample]) -> list[FaceSample]:
     return [s for s in samples if s.face_box is None and box_from_landmarks(s.landmarks) is None]
 
 
-def complete_face_boxes(dataset: FaceDataset, cache_root: str | Path) -> FaceDataset:
+def complete_face_boxes(dataset: FaceDataset, cache_root: str | Path, required: bool = True) -> FaceDataset:
     """``dataset`` with a face box for every photo: detected where missing (cached sidecar, module
-    docstring), photos without a face dropped. Unchanged when no box is missing or detection is off."""
+    docstring), photos without a face dropped. Unchanged when no box is missing. ``required``
+    (region ``face``): no face in any photo is a UserError; otherwise (``head``, which a face
+    protocol may read as the whole aligned face) the dataset is returned unchanged, with a warning."""
     missing = missing_boxes(dataset.samples)
     if not missing:
         return dataset
     if not dataset.detector:
+        if not required:
+            return dataset
         from evalsuite.regions import annotations_hint
 
         raise UserError(f"{len(missing)} of {len(dataset.samples)} photos of {dataset.root} have no face box (e.g. {missing[0].relpath}) "
@@ -86,7 +92,11 @@ def complete_face_boxes(dataset: FaceDataset, cache_root: str | Path) -> FaceDat
         log.info("face boxes of %d photos of %s read from %s (made by %s earlier; edit it to correct a box)", len(missing), dataset.root, path, dataset.detector["name"])
     else:
         write_sidecar(path, detect_entries(missing, dataset.detector), dataset)
-    faceless = apply_sidecar(dataset.samples, load_face_sidecar(path), path, dataset.root)
+    entries = load_face_sidecar(path)
+    if not required and all(entry.get("no_face") for entry in entries.values()):
+        log.warning("%s found no face in any photo of %s (see %s): the face boxes stay missing", dataset.detector["name"], dataset.root, path)
+        return dataset
+    faceless = apply_sidecar(dataset.samples, entries, path, dataset.root)
     kept = drop_faceless(dataset.samples, faceless, dataset.root)
     if not kept:
         raise UserError(f"{dataset.detector['name']} found no face in any photo of {dataset.root} (see {path}); "
