@@ -219,7 +219,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     if args.max_problems < 1:
         raise UserError(f"--max-problems {args.max_problems}: give a number of lines >= 1")
     name, settings = dataset_from_overrides(args.overrides)
-    report = check_dataset(name, settings, decode=not args.no_decode)
+    report = check_dataset(name, settings, decode=not args.no_decode, detect=args.detect)
     print(report.text(args.max_problems), end="")
     return 0 if report.ok else UserError.exit_code
 
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_data_check.add_argument("overrides", nargs="+", help="dataset=NAME dataset.root=PATH and other dataset.<key>=VALUE settings")
     p_data_check.add_argument("--max-problems", type=int, default=10, help="problem and warning lines to print (default 10)")
     p_data_check.add_argument("--no-decode", action="store_true", help="skip decoding every image (layout and names only)")
+    p_data_check.add_argument("--detect", action="store_true",
+                              help="face datasets: detect missing face boxes now into the cached sidecar a run reads, to inspect or correct before running")
 
     p_base = sub.add_parser("baseline", help="write a CI baseline (per-cell mean / sem / seeds and metric directions) from run results")
     p_base.add_argument("results", nargs="+", help="run folders or results.jsonl files")

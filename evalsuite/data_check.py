@@ -79,8 +79,9 @@ def load(name: str, settings: dict[str, Any]) -> Any:
     return entry.build(**settings)
 
 
-def check_dataset(name: str, settings: dict[str, Any], decode: bool = True) -> Report:
-    """Load and describe dataset ``name``; UserError (the loader's) when the root is broken."""
+def check_dataset(name: str, settings: dict[str, Any], decode: bool = True, detect: bool = False) -> Report:
+    """Load and describe dataset ``name``; UserError (the loader's) when the root is broken.
+    ``detect``: detect the missing face boxes of a face dataset now (the cached sidecar a run reads)."""
     from evalsuite.data.detection import DetectionDataset
     from evalsuite.data.faces import FaceDataset
     from evalsuite.data.types import ReidDataset
@@ -88,7 +89,10 @@ def check_dataset(name: str, settings: dict[str, Any], decode: bool = True) -> R
     dataset = load(name, settings)
     report = Report(f"{name} at {dataset.root}")
     if isinstance(dataset, FaceDataset):
-        paths = _describe_faces(dataset, report)
+        paths = [Path(s.path) for s in dataset.samples]
+        if detect:
+            _detect_faces(dataset, report)
+        _describe_faces(dataset, report)
     elif isinstance(dataset, ReidDataset):
         paths = _describe_reid(dataset, report)
     elif isinstance(dataset, DetectionDataset):
@@ -176,6 +180,23 @@ def _describe_faces(dataset: Any, report: Report) -> list[Path]:
         faces = f"face, head need boxes for {len(missing)} photos (dataset.sidecar=FILE, or dataset.detector=dlib-hog)"
     report.lines.append(f"regions: image, {faces}")
     return [Path(s.path) for s in samples]
+
+
+def _detect_faces(dataset: Any, report: Report) -> None:
+    """Detect the missing face boxes now, into the sidecar a run reads (:mod:`evalsuite.data.face_boxes`)."""
+    from evalsuite.config import cache_dir
+    from evalsuite.data.face_boxes import complete_face_boxes, missing_boxes, sidecar_path
+
+    missing = missing_boxes(dataset.samples)
+    if not missing or not dataset.detector:
+        report.lines.append("detection: nothing to detect" if not missing else "detection: off (dataset.detector=null)")
+        return
+    path = sidecar_path(dataset, missing, cache_dir())
+    before = len(dataset.samples)
+    complete_face_boxes(dataset, cache_dir(), required=False)
+    found = 0 if missing_boxes(dataset.samples) else len(missing) - (before - len(dataset.samples))  # still missing: none found anywhere
+    report.lines.append(f"detection: {dataset.detector['name']} found a face in {found} of {len(missing)} photos without a box; "
+                        f"boxes and landmarks in {path} (edit to correct; runs read it)")
 
 
 def _describe_detection(dataset: Any, report: Report) -> list[Path]:

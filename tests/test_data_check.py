@@ -120,3 +120,15 @@ def test_stray_files_are_warnings_and_bad_arguments_are_user_errors(tmp_path: Pa
     assert code == 2 and "needs dataset=NAME" in err
     code, _, err = _check(capsys, "dataset=face-folder", f"dataset.rot={root}")
     assert code == 2 and "dataset.root" in err
+
+
+def test_detect_writes_the_sidecar_a_run_reads(tmp_path: Path, capsys, monkeypatch) -> None:
+    from face_images import write_photo_folder
+
+    monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path / "cache"))
+    root = write_photo_folder(tmp_path / "lfw", per_identity=2, faceless=True)
+    code, out, _ = _check(capsys, "dataset=face-folder", f"dataset.root={root}", "--detect")
+    assert code == 0, out
+    assert "detection: dlib-hog found a face in 4 of 5 photos without a box" in out and str(tmp_path / "cache" / "face-boxes") in out
+    assert "face boxes 4/4 (given or from landmarks)" in out and "decoded: 5 of 5 images" in out and "warnings" not in out
+    assert len(list((tmp_path / "cache" / "face-boxes").glob("face-folder-*.json"))) == 1
