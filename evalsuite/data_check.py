@@ -146,7 +146,7 @@ def _describe_reid(dataset: Any, report: Report) -> list[Path]:
     return [Path(s.path) for s in everything]
 
 
-def _describe_faces(dataset: Any, report: Report) -> list[Path]:
+def _describe_faces(dataset: Any, report: Report) -> None:
     from evalsuite.data.face_boxes import missing_boxes
 
     samples = dataset.samples
@@ -179,7 +179,6 @@ def _describe_faces(dataset: Any, report: Report) -> list[Path]:
     else:
         faces = f"face, head need boxes for {len(missing)} photos (dataset.sidecar=FILE, or dataset.detector=dlib-hog)"
     report.lines.append(f"regions: image, {faces}")
-    return [Path(s.path) for s in samples]
 
 
 def _detect_faces(dataset: Any, report: Report) -> None:
