@@ -86,13 +86,15 @@ class Protocol:
         photos lack the face boxes the region needs gets them by detection, cached in that folder
         (:mod:`evalsuite.data.face_boxes`)."""
         from evalsuite.config import build_dataset, cache_dir
-        from evalsuite.data.face_boxes import complete_face_boxes, needs_face_boxes
+        from evalsuite.data.face_boxes import complete_face_boxes, missing_boxes, needs_face_boxes, warn_self_reference
 
         folder = self.cache.root if self.cache is not None else None
         dataset = build_dataset(self.cfg, folder)
         region = self.cfg.get("region")
         if needs_face_boxes(dataset, region):
+            detected = bool(missing_boxes(dataset.samples))
             dataset = complete_face_boxes(dataset, folder if folder is not None else cache_dir(self.cfg), required=str(region.name) == "face")
+            warn_self_reference(dataset, region, detected)
         return dataset
 
     # ---------------------------------------------------------------- run samples

@@ -101,7 +101,8 @@ def test_settings_are_checked_and_only_face_regions_need_boxes(photos: Path) -> 
         detector_settings("dlib-hog", 9, None)
     dataset = load_face_folder(photos)
     assert needs_face_boxes(dataset, {"name": "face"}) and needs_face_boxes(dataset, {"name": "head", "source": "annotations"})
-    assert not needs_face_boxes(dataset, {"name": "image"}) and not needs_face_boxes(dataset, {"name": "face", "source": "detect"})
+    assert needs_face_boxes(dataset, {"name": "face", "source": "detect"})  # the reference of the detector's leak rate
+    assert not needs_face_boxes(dataset, {"name": "image"})
     assert not needs_face_boxes(object(), {"name": "face"})
 
 
@@ -127,3 +128,14 @@ def test_no_face_anywhere_is_one_clear_error(tmp_path: Path) -> None:
     # a head region (image-quality's default, read as the whole aligned face without boxes) keeps the photos
     kept = complete_face_boxes(dataset, tmp_path / "cache", required=False)
     assert len(kept.samples) == 2 and all(s.face_box is None for s in kept.samples)
+
+
+def test_detection_in_the_loop_on_a_folder_without_boxes(photos: Path, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "protocol=face-identification", "dataset=face-folder", f"dataset.root={photos}", "region.name=face",
+                     "region.source=detect", "region.detector.name=dlib-hog", "anonymizers=[none,blur15]", "attacks=[naive]",
+                     f"cache_dir={tmp_path / 'cache'}", f"out={out}"]) == 0
+    assert "leak_rate is 0 by construction" in caplog.text
+    rows = _rows(out)
+    assert all(r["metrics"]["leak_rate"] == 0.0 for r in rows)

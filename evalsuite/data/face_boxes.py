@@ -1,9 +1,9 @@
 """Face boxes and landmarks by detection, for face datasets that lack them, cached as a sidecar.
 
 A face folder (LFW layout), UTKFace or a CelebA copy without its landmark list has no face
-boxes. When a face protocol's region needs them (``region.name=face`` or ``head`` with
-``region.source=annotations``; :func:`needs_face_boxes`), every photo without a box (given
-in a sidecar or derived from landmarks) goes through the dataset's detector:
+boxes. When a face protocol's region needs them (``region.name=face`` or ``head``;
+:func:`needs_face_boxes`), every photo without a box (given in a sidecar or derived from
+landmarks) goes through the dataset's detector:
 
 - ``dataset.detector=dlib-hog`` (default; dlib's HOG frontal face detector, offline),
   ``dlib-cnn`` (dlib's MMOD detector, ``mmod_human_face_detector.dat`` from
@@ -23,6 +23,10 @@ no face in any photo stops a ``face`` region with a UserError; for ``head`` (whi
 file instead of detecting again, so an edited box is used as it is: correct the file in
 place, or copy it, edit it and pass ``dataset.sidecar=FILE``. The boxes are part of the
 protocols' dataset fingerprints, so an edit invalidates the cached anonymized sets.
+
+With ``region.source=detect`` the masks come from ``region.detector`` and these boxes are only
+the reference of its ``leak_rate``: a region detector equal to ``dataset.detector`` leaks
+nothing by construction (a warning says so); give hand-checked boxes to measure it.
 """
 from __future__ import annotations
 
@@ -61,10 +65,11 @@ def detector_settings(detector: str | None, upsample: int, models_dir: str | Non
 
 
 def needs_face_boxes(dataset: Any, region: Any) -> bool:
-    """Whether ``region`` (a config node or dict) reads face boxes of the face ``dataset``."""
+    """Whether ``region`` (a config node or dict) reads face boxes of the face ``dataset``: its masks
+    (``region.source=annotations``) or the reference its detector's leak rate is measured against (``detect``)."""
     if not isinstance(dataset, FaceDataset) or region is None:
         return False
-    return str(region.get("name")) in FACE_REGIONS and str(region.get("source", "annotations")) == "annotations"
+    return str(region.get("name")) in FACE_REGIONS
 
 
 def missing_boxes(samples: list[FaceSample]) -> list[FaceSample]:
@@ -160,3 +165,13 @@ def boxes_fingerprint(samples: list[Any], region: Any) -> dict[str, str]:
     if region is None or str(region.get("name")) not in FACE_REGIONS:
         return {}
     return {"face_boxes": stable_hash([[s.relpath, s.annotations.get("face_box")] for s in samples])}
+
+
+def warn_self_reference(dataset: FaceDataset, region: Any, detected: bool) -> None:
+    """``region.source=detect`` measured against boxes the same detector found: say that its leak rate is 0 by construction."""
+    if not detected or str(region.get("source", "annotations")) != "detect" or not dataset.detector:
+        return
+    detector = region.get("detector") or {}
+    if str(detector.get("name")) == dataset.detector["name"]:
+        log.warning("region.source=detect with region.detector.name=%s on boxes that %s itself detected (dataset.detector): leak_rate is 0 by construction; "
+                    "give hand-checked boxes (dataset.sidecar=FILE) or another dataset.detector to measure it", dataset.detector["name"], dataset.detector["name"])
