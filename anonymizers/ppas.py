@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer, file_version
 from anonymizers.deepprivacy import _load_module, crop, expanded_box, instances, read_checkpoint, resize, to_signed, to_uint8

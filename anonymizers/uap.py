@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer, file_version
 from evalsuite.errors import UserError

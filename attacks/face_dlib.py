@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from attacks.face_recognizer import FaceRecognizer
 from evalsuite import dlib_models

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer
 from evalsuite.cache import Cache

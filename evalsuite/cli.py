@@ -1,4 +1,4 @@
-"""Command line: ``evalsuite run|train|list|synth [key=value ...]``, ``report``, ``baseline`` and ``check``."""
+"""Command line: ``evalsuite run|train|list|synth [key=value ...]``, ``report``, ``baseline``, ``check`` and ``data check``."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,7 @@ USAGE_EXAMPLES = """examples:
   evalsuite report results/market1501-reid-synthetic --format html --out reports/report.html
   evalsuite baseline results/my-run --out results/baselines/my-run.json
   evalsuite check results/my-run --baseline results/baselines/my-run.json --tolerance 0.02
+  evalsuite data check dataset=face-folder dataset.root=/data/lfw
 """
 
 
@@ -210,6 +211,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed and not weak_fails else 1
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from evalsuite.data_check import check_dataset, dataset_from_overrides
+    from evalsuite.registry import load_all
+
+    load_all()
+    if args.max_problems < 1:
+        raise UserError(f"--max-problems {args.max_problems}: give a number of lines >= 1")
+    name, settings = dataset_from_overrides(args.overrides)
+    report = check_dataset(name, settings, decode=not args.no_decode, detect=args.detect)
+    print(report.text(args.max_problems), end="")
+    return 0 if report.ok else UserError.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalsuite", description="Privacy evaluation and attack benchmarking for image anonymizers.", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -244,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--title", default="evalsuite report", help="html page title")
     p_report.add_argument("--min-skill", type=float,
                           help="flag attack columns whose attacker covers less than this share of the way from chance to perfect on clean data (default 0.2; see README 'Attacker strength')")
+
+    p_data = sub.add_parser("data", help="dataset tools: `evalsuite data check dataset=NAME dataset.root=PATH`")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p_data_check = data_sub.add_parser("check", help="validate a dataset root: counts, annotations, runnable protocols and regions, first problems (exit 2 when broken)")
+    p_data_check.add_argument("overrides", nargs="+", help="dataset=NAME dataset.root=PATH and other dataset.<key>=VALUE settings")
+    p_data_check.add_argument("--max-problems", type=int, default=10, help="problem and warning lines to print (default 10)")
+    p_data_check.add_argument("--no-decode", action="store_true", help="skip decoding every image (layout and names only)")
+    p_data_check.add_argument("--detect", action="store_true",
+                              help="face datasets: detect missing face boxes now into the cached sidecar a run reads, to inspect or correct before running")
 
     p_base = sub.add_parser("baseline", help="write a CI baseline (per-cell mean / sem / seeds and metric directions) from run results")
     p_base.add_argument("results", nargs="+", help="run folders or results.jsonl files")
@@ -292,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_baseline(args)
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "data":
+            return cmd_data_check(args)
         return cmd_synth(args.overrides)
     except UserError as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)

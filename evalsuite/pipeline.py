@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymized, Anonymizer, load_state_file, save_state
 from evalsuite.cache import Cache

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack, sweep_entries

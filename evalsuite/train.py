@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.schema import TRAIN_SCHEMA, _show

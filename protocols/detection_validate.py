@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from attacks.threat_models import NoAttacker
 from evalsuite.components import AnonymizerSpec

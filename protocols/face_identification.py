@@ -160,9 +160,12 @@ class FaceIdentification(Protocol):
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
+        from evalsuite.data.face_boxes import boxes_fingerprint
+
         files = [f"{s.relpath}:{s.identity}" for name in SETS for s in self.samples[name]]
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "split": to_plain(self.cfg.split),
-                "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files)}
+                "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files),
+                **boxes_fingerprint([s for name in SETS for s in self.samples[name]], self.cfg.region)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, which: str, spec: AnonymizerSpec, seed: int, joint: bool = False) -> tuple[torch.Tensor, str]:

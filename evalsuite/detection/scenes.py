@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.data.detection import DetectionSplit

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.errors import UserError
 
