@@ -18,11 +18,14 @@ trained on the images of the identities that appear in no pair (LFW's "outside d
 **Threat models** and the threshold (:mod:`evalsuite.metrics.pair_verification`): for each
 fold, thresholds are chosen on the other nine folds and applied to it.
 
-- ``naive``: recognizer trained on clean images; thresholds chosen on the clean pairs;
-- ``adaptive``: thresholds chosen on the anonymized pairs, and a trainable recognizer
-  trained on anonymized images (``both``) or on clean plus anonymized images (``one``, whose
-  pairs mix the two). A pretrained recognizer cannot adapt its embedding: only the thresholds
-  adapt, so its AUC equals the naive one.
+- ``naive``: recognizer trained on clean images; the accuracy threshold chosen on the clean pairs;
+- ``adaptive``: the accuracy threshold chosen on the anonymized pairs, and a trainable
+  recognizer trained on anonymized images (``both``) or on clean plus anonymized images
+  (``one``, whose pairs mix the two). A pretrained recognizer cannot adapt its embedding:
+  only the threshold adapts, so its AUC and TAR equal the naive ones.
+
+TAR at FAR thresholds come from the anonymized pairs of the other folds under both threat
+models, so that the FAR holds on the pairs scored.
 """
 from __future__ import annotations
 

@@ -9,16 +9,19 @@ the other folds are the *calibration* pairs and the fold itself the *test* pairs
   10-fold accuracy. A single-fold file (pairsDevTest) calibrates on the fold itself;
 - ``pair_auc``: the test fold's ROC AUC (scikit-learn; needs no threshold);
 - ``pair_tar_at_far1`` / ``pair_tar_at_far01``: the threshold whose false-accept rate on the
-  calibration pairs is at most 1e-2 / 1e-3 (the rule of :func:`evalsuite.metrics.roc.fpr_cuts`:
-  accept scores strictly above the (k + 1)-th highest calibration impostor score, no
-  interpolation) applied to the test fold: the share of its matched pairs accepted (the
-  false-accept rate it reaches on the test fold is kept beside it). 300 mismatched pairs per fold
-  cannot resolve 1e-3 by themselves; 2,700 calibration impostors can.
+  other folds' *test* pairs is at most 1e-2 / 1e-3 (the rule of :func:`evalsuite.metrics.roc.fpr_cuts`:
+  accept scores strictly above the (k + 1)-th highest impostor score, no interpolation) applied
+  to the test fold: the share of its matched pairs accepted (the false-accept rate it reaches
+  there is kept beside it). 300 mismatched pairs per fold cannot resolve 1e-3 by themselves;
+  the other 2,700 can. These thresholds always come from the kind of pairs being tested: a
+  threshold set on clean pairs can accept every anonymized pair (a grey mask scores above
+  every clean impostor), a TAR of 100% at a FAR of 100% that says nothing.
 
 Each metric is the mean over folds; :func:`fold_summary` gives the standard deviation
 (``ddof=1``) and LFW's standard error (std / sqrt(folds)) too. The calibration scores may come
 from other pairs than the test scores (a naive attacker calibrates on clean pairs and is
-tested on anonymized ones): ``calibration`` and ``test`` share the labels and fold numbers.
+tested on anonymized ones; only the accuracy threshold reads them): ``calibration`` and
+``test`` share the labels and fold numbers.
 All four are privacy metrics: lower is more private.
 """
 from __future__ import annotations
@@ -72,7 +75,7 @@ def k_fold_verification(calibration: Any, test: Any, same: Any, folds: Any) -> d
         out["threshold"].append(threshold)
         out["pair_accuracy"].append(float(np.mean((test[inside] >= threshold) == same[inside])))
         out["pair_auc"].append(float(roc_auc_score(same[inside], test[inside])) if 0 < same[inside].sum() < inside.sum() else 0.5)
-        cuts = fpr_cuts(calibration[outside & ~same], list(FAR_TARGETS.values()))
+        cuts = fpr_cuts(test[outside & ~same], list(FAR_TARGETS.values()))
         for name, cut in zip(FAR_TARGETS, cuts):
             out[name].append(float(np.mean(test[inside & same] > cut)))
             out[f"{name}_far"].append(float(np.mean(test[inside & ~same] > cut)))
