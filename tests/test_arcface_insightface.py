@@ -52,7 +52,6 @@ def test_a_model_pack_is_routed_by_insightface(pack) -> None:
     assert RECOGNIZERS.build("arcface", model_pack=str(folder)).align == "dlib"
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # insightface 2.1 calls scikit-image's deprecated SimilarityTransform.estimate
 def test_dlib_alignment_is_insightface_norm_crop_on_arcface_template(pack) -> None:
     folder, _ = pack
     recognizer = RECOGNIZERS.build("arcface", model_pack=str(folder), align="dlib")

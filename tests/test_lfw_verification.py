@@ -198,3 +198,25 @@ def test_bad_inputs_exit_2_before_writing(lfw_tree: Path, cache: Path, tmp_path:
     lines = [line for line in err.splitlines() if line.startswith("evalsuite: error:")]
     assert code == 2 and len(lines) == 1 and fragment in lines[0], err
     assert not out.exists()
+
+
+def test_pretrained_recognizer_adapts_only_its_threshold(lfw_tree: Path, cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip("insightface")
+    pytest.importorskip("onnx")
+    import warnings
+
+    from test_arcface_insightface import tiny_pack
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's legacy ONNX exporter
+        pack, _ = tiny_pack(tmp_path / "pack")
+    out = tmp_path / "out"
+    assert main(["run", "protocol=lfw-verification", "dataset=face-folder", f"dataset.root={lfw_tree}", "image_size=32",
+                 "recognizer.name=arcface", f"recognizer.arcface.model_pack={pack}", "recognizer.arcface.align=dlib",
+                 "anonymizers=[none,blur5]", f"cache_dir={cache}", f"out={out}"]) == 0
+    by = {(r["anonymizer"], r["attack"]): r for r in rows(out)}
+    naive, adaptive = by[("blur5", "naive")], by[("blur5", "adaptive")]
+    assert naive["recognizer"] == "arcface" and naive["recognizer_key"] == adaptive["recognizer_key"]  # nothing is trained
+    for name in ("pair_auc", "pair_tar_at_far1", "pair_tar_at_far01"):  # thresholds from the tested pairs, one embedding
+        assert naive["metrics"][name] == adaptive["metrics"][name]
+    assert naive["folds"]["threshold"]["values"] != adaptive["folds"]["threshold"]["values"]  # clean vs anonymized calibration
