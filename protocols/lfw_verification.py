@@ -6,7 +6,8 @@ folds of 300 matched + 300 mismatched pairs; also the single-set ``pairsDevTest.
 synthetic faces (``dataset=synthetic``), or with ``pairs.file=generate`` for any face set,
 seeded pairs are drawn in the same format (``pairs.folds``, ``pairs.per_fold``, ``pairs.seed``;
 people disjoint across folds, drawn from identities outside the dataset's ``train``
-partition, or half of them without partitions) and written to the cache folder.
+partition, or from a seeded half of all identities when that leaves fewer than 5 people per
+fold, as on the default synthetic set) and written to the cache folder.
 
 **Anonymization** (``pairs.anonymize``): ``one`` anonymizes the second image of each pair and
 keeps the first clean (a protected photo matched against a clean one); ``both`` anonymizes both.
@@ -123,12 +124,12 @@ class LfwVerification(Protocol):
         if self.trainable and len(outside) < 2:
             raise UserError(f"recognizer {self.recognizer.name!r} is trained here, on identities that appear in no pair, and {dataset.root} has "
                             f"{len(outside)} such identities with 2+ images; use a pretrained recognizer (recognizer.name=dlib or arcface)")
-        region = {**to_plain(self.cfg.region), "fallback": "error"}
         for name, samples in self.samples.items():
             ids = {identity: k for k, identity in enumerate(sorted({s.identity for s in samples}))}
             self.labels[name] = np.asarray([ids[s.identity] for s in samples], dtype=np.int64)
-            if samples and (name == "pairs" or self.trainable):  # the train set is decoded only when a recognizer learns from it
-                self.sets[name] = ImageSet.from_faces(name, samples, region, size, crop)
+        self.sets["pairs"] = ImageSet.from_faces("pairs", self.samples["pairs"], {**to_plain(self.cfg.region), "fallback": "error"}, size, crop)
+        if self.trainable:  # else the train set is decoded only if an anonymizer fits on it
+            self._train_set()
         log.info("%s; %d folds, %d matched + %d mismatched pairs over %d images (%s); %d outside identities (%d images) for training",
                  dataset.summary(), len(folds), self.same.sum(), (~self.same).sum(), len(used), self.pairs_file, len(outside), len(self.samples["train"]))
         context = {"protocol": "lfw-verification", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region), "fit_groups": str(self.cfg.fit_groups)}
@@ -154,7 +155,7 @@ class LfwVerification(Protocol):
             return read_pairs(self.pairs_file)
         groups = dataset.identities()
         held_out = {k: len(v) for k, v in groups.items() if all(s.split != "train" for s in v)}
-        if len(held_out) == len(groups):  # no train partition: a seeded half of the identities
+        if len(held_out) == len(groups) or len(held_out) < 5 * int(cfg.folds):  # no train partition, or too few people per fold: a seeded half
             names = sorted(groups)
             keep = np.random.default_rng(int(cfg.seed)).permutation(len(names))[: len(names) // 2]
             held_out = {names[k]: len(groups[names[k]]) for k in sorted(keep)}
@@ -196,8 +197,8 @@ class LfwVerification(Protocol):
     def _train_set(self) -> ImageSet | None:
         """The outside identities' images (decoded on first use: ``fit_on: train`` anonymizers fit on them)."""
         if "train" not in self.sets and self.samples.get("train"):
-            region = {**to_plain(self.cfg.region), "fallback": "error"}
-            self.sets["train"] = ImageSet.from_faces("train", self.samples["train"], region, int(self.cfg.image_size), float(self.cfg.center_crop))
+            self.sets["train"] = ImageSet.from_faces("train", self.samples["train"], {**to_plain(self.cfg.region), "fallback": "error"},
+                                                     int(self.cfg.image_size), float(self.cfg.center_crop))
         return self.sets.get("train")
 
     def sample_output(self, name: str, spec: AnonymizerSpec, seed: int) -> AnonymizedSet:
@@ -207,12 +208,8 @@ class LfwVerification(Protocol):
     # ---------------------------------------------------------------- one grid cell
     def _scores(self, emb_a: np.ndarray, emb_b: np.ndarray) -> np.ndarray:
         """Cosine similarity of each pair: its first image's embedding in ``emb_a``, its second's in ``emb_b``."""
-        def unit(e: np.ndarray) -> np.ndarray:
-            e = np.asarray(e, dtype=np.float64)
-            return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-        a, b = unit(emb_a)[self.pair_index[:, 0]], unit(emb_b)[self.pair_index[:, 1]]
-        return np.einsum("ij,ij->i", a, b)
+        a, b = np.asarray(emb_a, dtype=np.float64)[self.pair_index[:, 0]], np.asarray(emb_b, dtype=np.float64)[self.pair_index[:, 1]]
+        return np.einsum("ij,ij->i", a, b) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
         timer = time.perf_counter()

@@ -65,7 +65,10 @@ def test_drawn_pairs_follow_lfw_rules_and_round_trip(tmp_path: Path) -> None:
         assert sum(p.same for p in fold) == 6 and len(fold) == 12 and len(set(fold)) == 12
         for p in fold:
             assert 1 <= p.number1 <= counts[p.name1] and 1 <= p.number2 <= counts[p.name2]
-            assert (p.number1 < p.number2) if p.same else (p.name1 < p.name2)
+            assert (p.number1 < p.number2) if p.same else (p.name1 != p.name2)
+    mismatched = [p for fold in folds for p in fold if not p.same]
+    assert len({frozenset([(p.name1, p.number1), (p.name2, p.number2)]) for p in mismatched}) == len(mismatched)
+    assert 0 < sum(p.name1 < p.name2 for p in mismatched) < len(mismatched)  # both orders: either side may be the anonymized one
     written = write_pairs(tmp_path / "pairs.txt", folds)
     assert written.read_text().splitlines()[0] == "3 6"
     assert read_pairs(written) == [sorted(f, key=lambda p: not p.same) for f in folds]

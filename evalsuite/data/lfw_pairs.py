@@ -110,7 +110,8 @@ def image_numbers(samples: Sequence[Any]) -> dict[tuple[str, int], int]:
 
 def draw_pairs(counts: dict[str, int], folds: int, per_fold: int, seed: int) -> list[list[Pair]]:
     """Folds of ``per_fold`` matched and ``per_fold`` mismatched pairs over identities with
-    ``counts[name]`` images, people disjoint across folds (as in LFW); seeded, without repeats."""
+    ``counts[name]`` images, people disjoint across folds (as in LFW); seeded, without repeats
+    (a mismatched pair and its reverse count as one)."""
     names = sorted(counts)
     rng = np.random.default_rng(seed)
     order = [names[k] for k in rng.permutation(len(names))]
@@ -130,9 +131,9 @@ def draw_pairs(counts: dict[str, int], folds: int, per_fold: int, seed: int) -> 
             i, j = sorted(int(v) + 1 for v in rng.choice(counts[name], size=2, replace=False))
             chosen.setdefault((name, i, j), Pair(name, i, name, j))
         mismatched: dict[tuple, Pair] = {}
-        while len(mismatched) < per_fold:
-            a, b = sorted(people[int(k)] for k in rng.choice(len(people), size=2, replace=False))
+        while len(mismatched) < per_fold:  # in a random order: with pairs.anonymize=one the second image is the anonymized one
+            a, b = (people[int(k)] for k in rng.choice(len(people), size=2, replace=False))
             i, j = int(rng.integers(counts[a])) + 1, int(rng.integers(counts[b])) + 1
-            mismatched.setdefault((a, i, b, j), Pair(a, i, b, j))
+            mismatched.setdefault(tuple(sorted([(a, i), (b, j)])), Pair(a, i, b, j))
         out.append(list(chosen.values()) + list(mismatched.values()))
     return out
