@@ -45,13 +45,14 @@ from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset
 from evalsuite.data.lfw_pairs import Pair, draw_pairs, image_numbers, read_pairs, write_pairs
 from evalsuite.errors import UserError
-from evalsuite.face_recognizers import ConfiguredRecognizer, recognizer_defaults
+from evalsuite.face_recognizers import ConfiguredRecognizer
 from evalsuite.metrics.chance import pair_accuracy_chance
 from evalsuite.metrics.pair_verification import FAR_TARGETS, PAIR_METRICS, fold_summary, k_fold_verification
 from evalsuite.metrics.roc import roc_points
 from evalsuite.pipeline import AnonymizedSet, AnonymizedSets, ImageSet, face_crop_settings
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS, RECOGNIZERS
+from protocols.face_identification import FaceIdentification
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +71,10 @@ class LfwVerification(Protocol):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {
-            "dataset": {"name": "synthetic-faces"},
-            "anonymizers": list(DEFAULT_ANONYMIZERS),
-            "attacks": ["naive", "adaptive"],
-            "region": {"name": "image", "dilation": 0},
-            "image_size": 112,
-            "center_crop": 1.0,
-            "pairs": {"file": None, "anonymize": "one", "folds": 10, "per_fold": 300, "seed": 0},
-            "recognizer": {"name": "cnn", **recognizer_defaults()},
-            "fit_groups": "distinct",
-            "table": {"metrics": list(cls.table_metrics)},
-        }
+        shared = FaceIdentification.default_config()  # the same face crops, region and recognizers as face-identification
+        return {**{key: shared[key] for key in ("dataset", "attacks", "region", "image_size", "center_crop", "recognizer", "fit_groups")},
+                "anonymizers": list(DEFAULT_ANONYMIZERS), "table": {"metrics": list(cls.table_metrics)},
+                "pairs": {"file": None, "anonymize": "one", "folds": 10, "per_fold": 300, "seed": 0}}
 
     def __init__(self, cfg, cache) -> None:
         super().__init__(cfg, cache)
