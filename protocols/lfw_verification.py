@@ -52,6 +52,7 @@ from evalsuite.metrics.roc import roc_points
 from evalsuite.pipeline import AnonymizedSet, AnonymizedSets, ImageSet, face_crop_settings
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS, RECOGNIZERS
+from evalsuite.store import atomic_path
 from protocols.face_identification import FaceIdentification
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,9 @@ class LfwVerification(Protocol):
             self.pairs_file = "drawn, not written (no cache)"
             return folds
         target = Path(self.cache.root) / "lfw-pairs" / f"pairs-{stable_hash({'ids': held_out, 'pairs': to_plain(cfg)})}.txt"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.pairs_file = str(write_pairs(target, folds))
+        with atomic_path(target) as temporary:  # Ray workers draw the same pairs and may write at once
+            write_pairs(temporary, folds)
+        self.pairs_file = str(target)
         return folds
 
     def _image(self, numbers: dict[tuple[str, int], int], name: str, number: int, fold: int, k: int) -> int:
