@@ -157,7 +157,7 @@ class LfwVerification(Protocol):
         if self.cache is None:
             self.pairs_file = "drawn, not written (no cache)"
             return folds
-        target = Path(self.cache.root) / "lfw-pairs" / f"pairs-{stable_hash({'ids': held_out, 'pairs': to_plain(cfg)})}.txt"
+        target = Path(self.cache.root) / "lfw-pairs" / f"pairs-{stable_hash({'ids': held_out, 'draw': [int(cfg.folds), int(cfg.per_fold), int(cfg.seed)]})}.txt"
         with atomic_path(target) as temporary:  # Ray workers draw the same pairs and may write at once
             write_pairs(temporary, folds)
         self.pairs_file = str(target)
