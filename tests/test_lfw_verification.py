@@ -173,6 +173,17 @@ def test_synthetic_run_draws_official_format_pairs(cache: Path, tmp_path: Path) 
     assert [len(f) for f in read_pairs(pairs_file)] == [10, 10, 10] and stored[0]["num_folds"] == 3
 
 
+def test_generate_draws_pairs_from_half_of_a_folder_without_partitions(lfw_tree: Path, cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["run", "protocol=lfw-verification", "dataset=face-folder", f"dataset.root={lfw_tree}", *TINY_CNN, "pairs.file=generate",
+                 "pairs.folds=2", "pairs.per_fold=3", "anonymizers=[none]", "attacks=[naive]", f"cache_dir={cache}", f"out={out}"]) == 0
+    row = rows(out)[0]
+    folds = read_pairs(row["pairs_file"])
+    people = {n for fold in folds for p in fold for n in (p.name1, p.name2)}
+    assert len(people) == len(PEOPLE) // 2 and people < set(PEOPLE)  # the other half trains the cnn
+    assert [len(f) for f in folds] == [6, 6] and row["num_matched_pairs"] == 6
+
+
 @pytest.mark.parametrize("setup, override, fragment", [
     ("no_pairs", "", "pairs.file=/path/to/pairs.txt"),
     ("missing_image", "", "names image 9 of 'Ann_Able'"),
