@@ -4,7 +4,8 @@ A study is declarations only (lm-evaluation-harness's task groups): named parts,
 protocol with its overrides. ``evalsuite study NAME out=DIR [key=value ...]`` composes and
 validates every part's config before anything runs, runs each part into ``DIR/<part>`` (the
 usual run folder: resumable, cached, gated like any run) and writes the combined report
-``DIR/report.md``. ``key=value`` applies to every part; ``PART:key=value`` to one part only.
+``DIR/report.md``. ``key=value`` applies to every part; ``PART:key=value`` to one part only;
+``parts=[A,B]`` runs only those parts (the report still covers every part folder present).
 
 The built-in studies reproduce the seeds' comparison tables on the embedded default:
 
@@ -79,7 +80,17 @@ def run_study(name: str, overrides: Sequence[str]) -> tuple[Path, str]:
     if len(outs) != 1:
         raise UserError(f"evalsuite study {name}: give the study's folder once, as out=DIR")
     out = Path(outs[0].split("=", 1)[1]).expanduser()
-    per_part = study.part_overrides([o for o in overrides if not o.startswith("out=")])
+    chosen = [o for o in overrides if o.startswith("parts=")]
+    per_part = study.part_overrides([o for o in overrides if not o.startswith(("out=", "parts="))])
+    if chosen:
+        from evalsuite.config import parse_overrides
+
+        names = parse_overrides(chosen[-1:])[0][1]
+        names = [names] if isinstance(names, str) else list(names or [])
+        for part in names:
+            if part not in per_part:
+                raise UserError(f"parts={chosen[-1].split('=', 1)[1]}: study {name} has no part {part!r}: {did_you_mean(str(part), list(per_part))}")
+        per_part = {part: values for part, values in per_part.items() if part in names}
     configs = {}
     for part, part_overrides in per_part.items():  # every part checked before anything runs or is written
         try:
@@ -92,7 +103,8 @@ def run_study(name: str, overrides: Sequence[str]) -> tuple[Path, str]:
         log.info("study %s: part %s (%s)", name, part, " ".join(per_part[part]))
         run(cfg)
     report = out / "report.md"
-    text = generate_report([out / part for part in configs], ReportOptions(format="md", out=report, title=f"study {name}"))
+    folders = [out / p.name for p in study.parts if (out / p.name / "results.jsonl").exists()]  # parts run earlier count too
+    text = generate_report(folders, ReportOptions(format="md", out=report, title=f"study {name}"))
     return report, text
 
 

@@ -45,6 +45,7 @@ def test_a_study_runs_every_part_and_writes_one_report(tmp_path, capsys):
     (["reid:anonymizers=[blurr]"], "'blurr'"),
     (["quality:attacker.epochs=2"], "part quality"),
     (["protocol=face-identification"], "PART:key=value"),
+    (["parts=[reid,qualty]"], "'quality'"),
 ])
 def test_bad_study_input_is_one_line_exit_2_and_nothing_written(args, fragment, tmp_path, capsys):
     out = tmp_path / "study"
@@ -52,3 +53,13 @@ def test_bad_study_input_is_one_line_exit_2_and_nothing_written(args, fragment, 
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evalsuite: error:")]
     assert len(lines) == 1 and fragment in lines[0]
     assert not out.exists()
+
+
+def test_parts_runs_only_the_named_parts_and_the_report_keeps_earlier_ones(tmp_path, capsys):
+    out, cache = tmp_path / "study", f"cache_dir={tmp_path / 'cache'}"
+    assert main(["study", "tiny-test-study", f"out={out}", cache, "parts=[quality]"]) == 0
+    assert (out / "quality" / "results.jsonl").exists() and not (out / "reid").exists()
+    assert "image-quality" in (out / "report.md").read_text() and "market1501-reid" not in (out / "report.md").read_text()
+    assert main(["study", "tiny-test-study", f"out={out}", cache, "parts=[reid]"]) == 0
+    report = (out / "report.md").read_text()
+    assert "image-quality" in report and "market1501-reid" in report  # the earlier part's folder is still reported
