@@ -28,7 +28,8 @@ from torch import nn
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
-from evalsuite.data.detection import DetectionDataset, DetectionSplit, factory_return_type, keep_categories
+from evalsuite.data.detection import DetectionDataset, DetectionSplit, factory_return_type, keep_categories, split_fingerprint
+from evalsuite.detection import fit_crops
 from evalsuite.detection.instances import REGION_NAMES, resolve_region
 from evalsuite.detection.scenes import Scenes
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
@@ -37,7 +38,7 @@ from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
 from evalsuite.metrics import wider_face
 from evalsuite.anonymized_scenes import AnonymizedScenes
-from evalsuite.pipeline import Artifacts, refuse_declarations
+from evalsuite.pipeline import AnonymizedSets, Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
 
@@ -133,20 +134,24 @@ class DetectionProtocol(Protocol):
         reasons = {
             "fit_on:anonymized_set": "k-Same's guarantee is about a closed set of aligned faces of distinct people, "
                                      "and these protocols anonymize each person or face of a scene on its own, at its own size",
-            "fit_on:train": "fitting anonymizers on the detection training split is not implemented here (each instance is anonymized on its own)",
             "regions:own": "detection AP is measured against the annotated instances, which are what gets anonymized here; "
                            "an anonymizer that finds its own regions belongs in image-quality (leak_rate)",
         }
         refuse_declarations(specs, reasons, str(self.cfg.protocol))
+        if any(AnonymizedSets.fit_on(spec) == "train" for spec in specs):  # fitted on the training split's instances (fit_crops)
+            assert self.dataset is not None and self.scenes.pipeline is not None
+            train = self.splits.get("train") or self.dataset.split("train")
+            resolve_region(self.region, train)
+            self.splits["train"], self.scenes.fingerprints["train"] = train, split_fingerprint(train)
+            key = stable_hash({"train": self.scenes.fingerprints["train"], "crops": fit_crops.settings(self.region)})
+            self.scenes.pipeline.fit_on_train(lambda: fit_crops.instance_crops(self.scenes.scene_set("train"), self.region), key)
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
             assert self.dataset is not None
             splits = {}
             for name, split in self.splits.items():
-                images = [(img["id"], img["file_name"], img["width"], img["height"]) for img in split.images]
-                anns = [(a["image_id"], a["category_id"], [round(float(v), 2) for v in a["bbox"]], int(a.get("iscrowd", 0))) for a in split.coco["annotations"]]
-                splits[name] = stable_hash({"images": images, "annotations": anns})
+                splits[name] = split_fingerprint(split)
             self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
         return self._fingerprint
 
