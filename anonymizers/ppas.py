@@ -362,6 +362,10 @@ class PPASAnonymizer(Anonymizer):
         report = privacy_report(released, [tuple(row[q:]) for row in self.table_], population=self.ppas_.population)
         return {name: float(value) for name, value in report.items()}
 
+    def row_fields(self) -> dict[str, Any]:
+        """The k / l / t the released training table achieves (:meth:`_training_privacy`), for every row."""
+        return {f"achieved_{name}": value for name, value in self.privacy_.items()}
+
     # -- state
     def state_dict(self) -> dict[str, Any]:
         if self.generator_ is None or self.classifier_ is None:

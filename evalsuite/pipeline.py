@@ -358,6 +358,12 @@ class AnonymizedSets:
             self._fitted[key] = anonymizer
         return self._fitted[key]
 
+    def row_fields(self, spec: AnonymizerSpec, train: ImageSet | None, seed: int) -> dict[str, Any]:
+        """What the anonymizer fitted on ``train`` adds to result rows (:meth:`Anonymizer.row_fields`); {} unless ``fit_on: train``."""
+        if self.fit_on(spec) != "train" or train is None:
+            return {}
+        return dict(self.fitted(spec, train, seed).row_fields())
+
     # -- anonymized sets
     def get(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, *, train: ImageSet | None = None,
             groups: Sequence[np.ndarray] | None = None) -> AnonymizedSet:
