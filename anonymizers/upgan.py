@@ -67,8 +67,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from anonymizers.base import Anonymizer, file_version
-from anonymizers.deepprivacy import (_load_module, crop, expanded_box, heatmaps, instances, read_checkpoint, resize, restore_trainer_state,
-                                     to_signed, to_uint8, trainer_state)
+from anonymizers.deepprivacy import GanTrainer, crop, expanded_box, generator_state, heatmaps, instances, load_generator, read_checkpoint, resize, to_signed, to_uint8
+from anonymizers.ppas import attribute_table
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import ANONYMIZERS
 
@@ -112,6 +112,8 @@ class UPGANConfig:
     missing_landmarks: str = "error"
 
     ARCHITECTURE = ("size", "channels", "fc_dim")
+    #: the ``format`` entry of the weights (read by deepprivacy's generator_state / load_generator)
+    STATE_FORMAT = FORMAT
 
     def __post_init__(self) -> None:
         for name, allowed in (("blend", BLENDS), ("missing_landmarks", MISSING_LANDMARKS)):
@@ -177,17 +179,7 @@ class AttributeCoding:
 
 def attribute_rows(annotations: Sequence[dict] | None, names: Sequence[str], n: int, what: str) -> list[list[Any]]:
     """The values of ``names`` in each annotation's ``attributes``; UserError naming the first missing one."""
-    if annotations is None or len(annotations) != n:
-        raise UserError("anonymizer 'upgan' generates faces from their attributes and the protocol passed no annotations; use a face dataset (celeba, synthetic-faces, face-folder with a sidecar)")
-    rows = []
-    for i, ann in enumerate(annotations):
-        attrs = (ann or {}).get("attributes") or {}
-        missing = [c for c in names if attrs.get(c) is None]
-        if missing:
-            available = ", ".join(sorted(map(str, attrs))) or "none"
-            raise UserError(f"anonymizer 'upgan': {what} {i} has no attribute {missing[0]!r} (available: {available}); set anonymizer attributes=[...] to ones the dataset has")
-        rows.append([attrs[c] for c in names])
-    return rows
+    return attribute_table(annotations, names, n, "upgan", what, "set anonymizer attributes=[...] to ones the dataset has")
 
 
 def seven_landmarks(annotation: dict | None, fallback_box: Sequence[float], policy: str) -> np.ndarray:
@@ -406,10 +398,11 @@ def augment(images: torch.Tensor, masks: torch.Tensor, points: torch.Tensor, con
 
 # --------------------------------------------------------------------------- training
 
-class UPGANTrainer:
-    """The paper's generator and discriminator updates, one step at a time, resumable (``evalsuite train``).
-
-    Every random draw (batch indices, augmentation) comes from one CPU ``torch.Generator``."""
+class UPGANTrainer(GanTrainer):
+    """The paper's generator and discriminator updates, one step at a time (``evalsuite train``);
+    stepping, checkpoint and resume as :class:`anonymizers.deepprivacy.GanTrainer`, with UP-GAN's
+    networks, batches and losses. Every random draw (batch indices, augmentation) comes from one
+    CPU ``torch.Generator``."""
 
     def __init__(self, config: UPGANConfig, data: FaceCrops, coding: AttributeCoding, features: PerceptualFeatures | None, seed: int,
                  device: str | torch.device = "cpu") -> None:
@@ -455,51 +448,6 @@ class UPGANTrainer:
         self.step += 1
         return {"d_adv": d_adv.item(), "g_adv": g_adv.item(), "l2": l2.item(), "mask": mask.item(), "perceptual": float(perceptual.detach()),
                 "l1": (fake - real).abs().mean().item()}
-
-    @property
-    def model(self) -> UPGANGenerator:
-        return self.generator
-
-    def train(self, steps: int, description: str = "train upgan") -> list[dict[str, float]]:
-        history = []
-        with tqdm(total=steps, initial=self.step, desc=description, unit="step", leave=False) as progress:
-            while self.step < steps:
-                history.append(self.train_step())
-                progress.update(1)
-                if self.step % 20 == 0:
-                    progress.set_postfix(l2=f"{history[-1]['l2']:.3f}", mask=f"{history[-1]['mask']:.2f}", g=f"{history[-1]['g_adv']:.2f}")
-        return history
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Weights of both networks, both optimizers, the step and the RNG state."""
-        state = generator_state(self.generator, self.config)
-        state.update(trainer_state({"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng))
-        state["step"] = self.step
-        return state
-
-    def resume(self, state: dict[str, Any], source: str) -> None:
-        load_generator(self.generator, state, self.config, source)
-        restore_trainer_state(state, {"d": self.discriminator}, {"opt_g": self.opt_g, "opt_d": self.opt_d}, "rng", self.rng, source)
-        self.step = int(state["step"])
-
-
-def generator_state(generator: UPGANGenerator, config: UPGANConfig) -> dict[str, Any]:
-    """The generator's tensors under ``g.``, the format, architecture and attribute coding as JSON."""
-    assert generator.coding is not None
-    state: dict[str, Any] = {f"g.{k}": v.detach().cpu() for k, v in generator.state_dict().items()}
-    state.update(format=FORMAT, architecture=config.architecture(), coding=generator.coding.as_dict())
-    return state
-
-
-def load_generator(generator: UPGANGenerator, state: dict[str, Any], config: UPGANConfig, source: str) -> None:
-    """Load ``g.*`` into ``generator`` after checking the format and architecture (UserError naming ``source`` and the key)."""
-    if state.get("format") != FORMAT:
-        raise UserError(f"checkpoint {source}: key format is {state.get('format')!r}, expected {FORMAT!r} (a file written by `evalsuite train anonymizer=upgan`)")
-    for key, value in config.architecture().items():
-        if (state.get("architecture") or {}).get(key) != value:
-            raise UserError(f"checkpoint {source}: key architecture.{key} is {(state.get('architecture') or {}).get(key)!r} but the anonymizer has {key}={value!r}")
-    _load_module(generator, state, "g.", source)
-
 
 # --------------------------------------------------------------------------- the anonymizer
 
@@ -551,7 +499,7 @@ class UPGAN(Anonymizer):
         if self._checkpoint_state is not None:
             return self.load_state(self._checkpoint_state, source=str(self.checkpoint))
         trainer = self.make_trainer(images, masks, annotations, seed=seed, device=device)
-        history = trainer.train(self.config.steps)
+        history = trainer.train(self.config.steps, description="train upgan")
         if history:
             log.info("upgan: %d steps, last losses %s", len(history), {k: round(v, 4) for k, v in history[-1].items()})
         return self.use_generator(trainer.model)
@@ -581,7 +529,9 @@ class UPGAN(Anonymizer):
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.generator_ is None else generator_state(self.generator_, self.config)
+        if self.generator_ is None or self.generator_.coding is None:
+            return {}
+        return {**generator_state(self.generator_, self.config), "coding": self.generator_.coding.as_dict()}  # type: ignore[arg-type]
 
     def _build(self, state: dict[str, Any], source: str) -> UPGANGenerator:
         coding = state.get("coding") or {}
