@@ -69,7 +69,7 @@ def decode_samples(samples: Sequence[Any], description: str, read: Callable[[Any
 
 def face_crops(samples: Sequence[Any], size: int, crop: float, description: str) -> tuple[torch.Tensor, list[dict]]:
     """Centre-cropped (``crop`` of the shorter side), resized ``size`` x ``size`` faces and their
-    annotations with the face box moved into crop coordinates."""
+    annotations with the face box and the landmarks moved into crop coordinates."""
     import cv2
 
     from evalsuite.data.faces import read_face_image
@@ -99,6 +99,11 @@ def face_crops(samples: Sequence[Any], size: int, crop: float, description: str)
         x0, y0, scale = geometry[index]
         if box is not None:
             ann["face_box"] = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
+        moved = lambda points: [[(p[0] - x0) * scale, (p[1] - y0) * scale, *p[2:]] for p in points]  # noqa: E731
+        if ann.get("landmarks"):
+            ann["landmarks"] = moved(ann["landmarks"])
+        if ann.get("face_landmarks"):
+            ann["face_landmarks"] = {count: moved(points) for count, points in ann["face_landmarks"].items()}
         annotations.append(ann)
     return images, annotations
 
