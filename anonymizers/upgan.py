@@ -64,7 +64,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from anonymizers.base import Anonymizer, file_version
 from anonymizers.deepprivacy import GanTrainer, crop, expanded_box, generator_state, heatmaps, instances, load_generator, read_checkpoint, resize, to_signed, to_uint8
@@ -448,6 +447,7 @@ class UPGANTrainer(GanTrainer):
         self.step += 1
         return {"d_adv": d_adv.item(), "g_adv": g_adv.item(), "l2": l2.item(), "mask": mask.item(), "perceptual": float(perceptual.detach()),
                 "l1": (fake - real).abs().mean().item()}
+
 
 # --------------------------------------------------------------------------- the anonymizer
 

@@ -155,14 +155,21 @@ def test_missing_attributes_and_identities_are_user_errors() -> None:
     UPGAN(**{**TINY, "lambda_perceptual": 0.0, "steps": 1}).fit(images, masks, anonymous)
 
 
-def test_evalsuite_train_on_synthetic_faces_writes_loadable_weights(tmp_path) -> None:
+def _train_args(tmp_path, out, steps: int) -> list[str]:
+    return ["anonymizer=upgan", "dataset=synthetic-faces", f"dataset.root={tmp_path / 'faces'}", "dataset.num_identities=5",
+            "dataset.images_per_identity=[3,3]", "dataset.size=32", f"out={out}", "holdout_ids=2", "checkpoint_every=2", "sample_every=2", "fid_every=100",
+            *(f"anonymizer.{k}={v}" for k, v in {**TINY, "steps": steps}.items())]
+
+
+@pytest.mark.slow  # three short trainings and the synthetic faces: about 10 s of CPU, a minute on the busy 2-core machine
+def test_evalsuite_train_on_synthetic_faces_writes_loadable_weights_and_resumes(tmp_path) -> None:
     from evalsuite.train import WEIGHTS_NAME, parse, train
 
-    out = tmp_path / "run"
-    args = ["anonymizer=upgan", "dataset=synthetic-faces", f"dataset.root={tmp_path / 'faces'}", "dataset.num_identities=5",
-            "dataset.images_per_identity=[3,3]", "dataset.size=32", f"out={out}", "holdout_ids=2", "checkpoint_every=2", "sample_every=2", "fid_every=100",
-            *(f"anonymizer.{k}={v}" for k, v in {**TINY, "steps": 6}.items())]
-    config = train(parse(args))
+    config = train(parse(_train_args(tmp_path, tmp_path / "a", 6)))
     assert config["steps_done"] == 6 and config["final"]["train_images"] == 9 and math.isfinite(config["final"]["fid_random_holdout"])
-    loaded = UPGAN(**{**TINY, "steps": 6}, checkpoint=str(out / WEIGHTS_NAME))
+    loaded = UPGAN(**{**TINY, "steps": 6}, checkpoint=str(tmp_path / "a" / WEIGHTS_NAME))
     assert loaded.generator_ is None and loaded.fit(torch.zeros(0, 3, 8, 8, dtype=torch.uint8), torch.zeros(0, 1, 8, 8, dtype=torch.bool)).generator_ is not None
+    train(parse(_train_args(tmp_path, tmp_path / "b", 4)))  # stopped at 4, then extended to 6: the weights of the uninterrupted run
+    train(parse(_train_args(tmp_path, tmp_path / "b", 6)))
+    a, b = load_state_file(tmp_path / "a" / WEIGHTS_NAME), load_state_file(tmp_path / "b" / WEIGHTS_NAME)
+    assert a["coding"] == b["coding"] and all(torch.equal(a[k], b[k]) for k in a if k.startswith("g."))
