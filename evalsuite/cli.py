@@ -15,6 +15,7 @@ USAGE_EXAMPLES = """examples:
   evalsuite run protocol=market1501-reid dataset.root=/data/Market-1501-v15.09.15 attacks=[naive,adaptive,parrot]
   evalsuite run dataset=synthetic anonymizers=[blur,{name:pixelate,block_size:5}] seeds=[0,1,2] attacker.epochs=5
   evalsuite train anonymizer=dp-body dataset=synthetic out=runs/dp-body anonymizer.steps=600
+  evalsuite study attack-strength out=runs/attack-strength
   evalsuite list anonymizers
   evalsuite synth out=/tmp/synthetic-market seed=1 num_train_ids=100
   evalsuite report results/market1501-reid-synthetic --format html --out reports/report.html
@@ -52,6 +53,17 @@ def cmd_train(overrides: Sequence[str]) -> int:
     print(f"trained {values['anonymizer']} for {config['steps_done']} steps on {final['train_images']} images ({final['region_crops']} region crops); "
           f"held-out FID (random features, {final['holdout_images']} images) {final['fid_random_holdout']:.2f}")
     print(f"weights in {out}/{WEIGHTS_NAME} (use anonymizers=[{{name:{values['anonymizer']},checkpoint:{out}/{WEIGHTS_NAME}}}]), config in {out}/{CONFIG_NAME}")
+    return 0
+
+
+def cmd_study(name: str, overrides: Sequence[str]) -> int:
+    from evalsuite.registry import load_all
+    from evalsuite.studies import run_study
+
+    load_all()
+    report, text = run_study(name, overrides)
+    print(text, end="")
+    print(f"\nstudy {name}: every part's run is in {report.parent}/<part>; combined tables in {report}")
     return 0
 
 
@@ -206,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("overrides", nargs="*", help="key=value overrides (Hydra grammar)")
     p_train = sub.add_parser("train", help="train a trainable anonymizer (dp-body, dp-face) on a dataset's training split, resumable")
     p_train.add_argument("overrides", nargs="*", help="anonymizer=NAME dataset=NAME out=DIR and anonymizer.<param>=, dataset.<setting>=, seed=, holdout_ids=, ...")
+    p_study = sub.add_parser("study", help="run a registered study (several protocol runs) and write one combined report")
+    p_study.add_argument("name", help="the study (`evalsuite list studies`)")
+    p_study.add_argument("overrides", nargs="*", help="out=DIR, key=value for every part, PART:key=value for one part")
     p_list = sub.add_parser("list", help="list registered anonymizers, attacks, protocols, datasets and metrics")
     p_list.add_argument("kinds", nargs="*", help="only these kinds")
     p_list.add_argument("-v", "--verbose", dest="show_modules", action="store_true", help="also show each component's module and file (and preset parameters)")
@@ -267,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args.overrides)
         if args.command == "train":
             return cmd_train(args.overrides)
+        if args.command == "study":
+            return cmd_study(args.name, args.overrides)
         if args.command == "list":
             return cmd_list(args.kinds, args.show_modules)
         if args.command == "report":
