@@ -45,7 +45,7 @@ Which part of the paper each piece follows:
 Each region instance (a connected part of the given mask, :func:`anonymizers.deepprivacy.instances`)
 is cropped by its bounding box grown to a square and by ``expand``, resized to ``size``; the
 generated crop is resized back to the box. The paper generates 128 x 128 faces on UTKFace; the
-CPU default is 64 x 64 (documented GPU settings: :data:`GPU_CONFIG`).
+CPU default is 32 x 32 (documented GPU settings: :data:`GPU_CONFIG`).
 
 ``fit_on = "train"`` (state cached by the pipeline), deterministic (no latent: the output is
 a function of the target's utility vectors and the seed of the training), ``checkpoint=PATH``
