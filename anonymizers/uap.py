@@ -268,6 +268,10 @@ class UniversalPerturbation(Anonymizer):
         self.perturbation_, self.fooling_rates_ = v.cpu(), rates
         return self
 
+    def row_fields(self) -> dict[str, Any]:
+        """The surrogate's fooling rate on the images the perturbation was computed on (last pass), for every row."""
+        return {"surrogate_fooling_rate": self.fooling_rates_[-1]} if self.fooling_rates_ else {}
+
     def state_dict(self) -> dict[str, Any]:
         if self.perturbation_ is None:
             return {}

@@ -49,6 +49,8 @@ class Protocol:
     #: the image set (a key of ``self.sets``) whose images every cell anonymizes; run samples
     #: (:mod:`evalsuite.run_description`) are taken from it; None: this protocol saves none
     sample_set: ClassVar[str | None] = None
+    #: the image set (a key of ``self.sets``) that ``fit_on: train`` anonymizers are fitted on
+    fit_set: ClassVar[str] = "train"
 
     def __init__(self, cfg: DictConfig, cache: Cache) -> None:
         self.cfg = cfg
@@ -161,6 +163,13 @@ class Protocol:
 
     def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
         raise NotImplementedError
+
+    def row_fields(self, anonymizer: AnonymizerSpec, seed: int) -> dict[str, Any]:
+        """The fields the fitted anonymizer contributes to this cell's row (:meth:`anonymizers.base.Anonymizer.row_fields`),
+        fitted on :attr:`fit_set`; protocols merge them into ``CellResult.extra``."""
+        if self.anonymized_sets is None:
+            return {}
+        return self.anonymized_sets.row_fields(anonymizer, self.sets.get(self.fit_set), seed)
 
     # ---------------------------------------------------------------- the plan (evalsuite.plan)
     def plan(self, cells: Sequence[Cell]) -> Plan:

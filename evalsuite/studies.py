@@ -12,7 +12,10 @@ The built-in studies reproduce the seeds' comparison tables on the embedded defa
 - ``deepprivacy``: realistic inpainting against blur / pixelation / mask-out (DeepPrivacy2's
   re-id and detection tables, Sun et al.'s Table 1, image quality);
 - ``attack-strength``: every attacker side by side for the classic anonymizers and k-Same
-  (SEBA, Fantômas), on person re-identification and face identification.
+  (SEBA, Fantômas), on person re-identification and face identification;
+- ``upgan``: UP-GAN's Table 1 (naive / adaptive top-1 of blur, pixelation, k-Same and UP-GAN)
+  with AnonymousNet's ppas and uap, plus FID, attribute accuracy and PSNR / SSIM / MS-SSIM of
+  the same anonymizers on the same faces' dataset.
 
 Add one with :func:`register_study`.
 """
@@ -128,5 +131,16 @@ register_study(
                              "attacks=[naive,adaptive,parrot,reconstruction]"]),
         ("face-identification", ["protocol=face-identification", "dataset=synthetic", "anonymizers=[none,blur25,pixelate15,mask,ksame-pixel]",
                                  "attacks=[naive,adaptive,parrot,reconstruction]"]),
+    ],
+)
+
+UPGAN_TABLE1 = ("anonymizers=[none,blur5,blur15,blur25,pixelate5,pixelate15,pixelate25,ksame-pixel,{name:upgan,blend:none,label:upgan},ppas,uap]",
+                "dataset=synthetic-faces", "region.name=image")
+register_study(
+    "upgan",
+    "UP-GAN Table 1: naive / adaptive face identification of blur, pixelation, k-Same, upgan, ppas and uap, with FID, attribute accuracy and PSNR / SSIM / MS-SSIM",
+    [
+        ("face-identification", ["protocol=face-identification", *UPGAN_TABLE1, "attacks=[naive,adaptive]"]),
+        ("image-quality", ["protocol=image-quality", *UPGAN_TABLE1]),
     ],
 )

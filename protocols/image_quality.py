@@ -222,7 +222,8 @@ class ImageQuality(Protocol):
         train_anonymized, _, _ = self.anonymized("train", anonymizer, seed)
         durations["anonymize_s"] = time.perf_counter() - timer
         metrics: dict[str, float] = {}
-        extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name)}
+        extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name),
+                                 **self.row_fields(anonymizer, seed)}
 
         def step(name: str, fn: Callable[[], tuple[dict[str, float], dict[str, Any]]]) -> None:
             started = time.perf_counter()

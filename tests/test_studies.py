@@ -18,7 +18,7 @@ TINY_QUALITY = ["protocol=image-quality", "dataset=synthetic", "dataset.num_trai
 register_study("tiny-test-study", "two tiny parts, for the tests", [("reid", TINY_MARKET), ("quality", TINY_QUALITY)])
 
 
-@pytest.mark.parametrize("name", ["deepprivacy", "attack-strength"])
+@pytest.mark.parametrize("name", ["deepprivacy", "attack-strength", "upgan"])
 def test_builtin_studies_compose_and_name_real_components(name):
     study = STUDIES.build(name)
     for part, overrides in study.part_overrides([]).items():
