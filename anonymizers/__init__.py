@@ -7,3 +7,4 @@ from anonymizers import deepprivacy  # noqa: F401  (dp-body / dp-face: DeepPriva
 from anonymizers import uap  # noqa: F401  (universal adversarial perturbation against a surrogate recognizer)
 from anonymizers import ppas  # noqa: F401  (AnonymousNet: attribute estimation, PPAS selection, StarGAN-style synthesis)
 from anonymizers import head_inpaint  # noqa: F401  (head-inpaint: Sun et al. two-stage head inpainting)
+from anonymizers import upgan  # noqa: F401  (UP-GAN: a face from attributes and 7 landmarks, blended into the region)

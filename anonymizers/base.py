@@ -43,7 +43,10 @@ Methods:
 - ``bind_dataset(sample_ids)``: told every sample id the protocol will anonymize, before
   any output is written (``precomputed`` checks its folder there);
 - ``state_dict()`` / ``load_state(state)``: fitted state; tensors are saved with
-  safetensors and the rest as JSON (:func:`save_state` / :func:`load_state_file`).
+  safetensors and the rest as JSON (:func:`save_state` / :func:`load_state_file`);
+- ``row_fields()`` (optional, ``fit_on = "train"``): what a fitted anonymizer adds to every
+  result row of its cells (JSON values, e.g. the k / l / t that ``ppas`` achieved);
+  protocols merge it through :meth:`evalsuite.protocol.Protocol.row_fields`.
 """
 from __future__ import annotations
 
@@ -138,6 +141,10 @@ class Anonymizer:
 
     def load_state(self, state: dict[str, Any]) -> "Anonymizer":
         return self
+
+    def row_fields(self) -> dict[str, Any]:
+        """Fields a fitted anonymizer adds to the result rows of its cells (JSON values; default none)."""
+        return {}
 
     def bind_dataset(self, sample_ids: Sequence[str]) -> None:
         """Told every sample id the protocol will anonymize, before any output is written."""

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer, file_version
 from anonymizers.deepprivacy import _load_module, crop, expanded_box, instances, read_checkpoint, resize, to_signed, to_uint8
@@ -191,18 +191,18 @@ def instance_crops(images: torch.Tensor, masks: torch.Tensor, config: PPASConfig
     return (torch.cat(crops) if crops else empty), where
 
 
-def attribute_table(annotations: Sequence[dict] | None, columns: Sequence[str], n: int) -> list[list[Any]]:
-    """The rows of ``columns`` from each annotation's ``attributes``; UserError naming the first missing one."""
+def attribute_table(annotations: Sequence[dict] | None, columns: Sequence[str], n: int, anonymizer: str = "ppas", what: str = "training image",
+                    fix: str = "set quasi_identifiers / sensitive to attributes the dataset has") -> list[list[Any]]:
+    """The rows of ``columns`` from each annotation's ``attributes``; UserError naming the first missing one and ``fix``."""
     if annotations is None or len(annotations) != n:
-        raise UserError("anonymizer 'ppas' needs the training images' attribute annotations (the face datasets carry them); the protocol passed none")
+        raise UserError(f"anonymizer {anonymizer!r} needs the images' attribute annotations (the face datasets carry them); the protocol passed none")
     rows = []
     for i, ann in enumerate(annotations):
         attrs = (ann or {}).get("attributes") or {}
         missing = [c for c in columns if attrs.get(c) is None]
         if missing:
             available = ", ".join(sorted(map(str, attrs))) or "none"
-            raise UserError(f"anonymizer 'ppas': training image {i} has no attribute {missing[0]!r} (available: {available}); "
-                            f"set quasi_identifiers / sensitive to attributes the dataset has")
+            raise UserError(f"anonymizer {anonymizer!r}: {what} {i} has no attribute {missing[0]!r} (available: {available}); {fix}")
         rows.append([attrs[c] for c in columns])
     return rows
 
@@ -361,6 +361,10 @@ class PPASAnonymizer(Anonymizer):
         released = [self.ppas_.decode(self.ppas_.project(self.ppas_.encode(row[:q]))) for row in self.table_]
         report = privacy_report(released, [tuple(row[q:]) for row in self.table_], population=self.ppas_.population)
         return {name: float(value) for name, value in report.items()}
+
+    def row_fields(self) -> dict[str, Any]:
+        """The k / l / t the released training table achieves (:meth:`_training_privacy`), for every row."""
+        return {f"achieved_{name}": value for name, value in self.privacy_.items()}
 
     # -- state
     def state_dict(self) -> dict[str, Any]:

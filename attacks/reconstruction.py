@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.deepprivacy import to_signed, to_uint8  # uint8 <-> [-1, 1], as the generators use
 from evalsuite.arrays import chunk_rows, images_row_bytes

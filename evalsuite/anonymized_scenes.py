@@ -9,14 +9,14 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymizer
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash
 from evalsuite.errors import UserError
-from evalsuite.pipeline import AnonymizedSets, Artifacts
+from evalsuite.pipeline import AnonymizedSets, Artifacts, ImageSet
 
 
 @dataclass
@@ -48,8 +48,10 @@ class AnonymizedScenes:
     id), and a key holding the data context, the scene set, the anonymizer's parameters and
     code version and (stochastic ones) the seed. Sets of at most ``memory_bytes`` are
     anonymized once, kept in memory and cached on disk; larger ones are anonymized scene by
-    scene when read (the same images: each scene's generator depends on nothing else). Only
-    anonymizers fitted on nothing that use the given regions can run on scenes."""
+    scene when read (the same images: each scene's generator depends on nothing else).
+    Anonymizers that use the given regions can run on scenes: those fitted on nothing, and
+    ``fit_on: train`` ones once :meth:`fit_on_train` names their training data (fitted once
+    through :meth:`AnonymizedSets.fitted`, state cached; the training data's key is in the set's key)."""
 
     def __init__(self, cache: Cache | None, context: dict[str, Any], device: str = "cpu", memory_bytes: int = 2 * 1024**3) -> None:
         self.artifacts = Artifacts(cache)
@@ -57,22 +59,40 @@ class AnonymizedScenes:
         self.device = device
         self.memory_bytes = int(memory_bytes)
         self._sets: dict[str, list[torch.Tensor]] = {}
+        self._cache = cache
+        self._fitter: AnonymizedSets | None = None
+        self._train: tuple[Callable[[], ImageSet], str] | None = None
+        self._train_set: ImageSet | None = None
+
+    def fit_on_train(self, train: Callable[[], ImageSet], train_key: str) -> None:
+        """``fit_on: train`` anonymizers are fitted on ``train()`` (built when first needed), whose data ``train_key`` names."""
+        self._train, self._train_set = (train, train_key), None
+        self._fitter = AnonymizedSets(self._cache, {**self.context, "fit_data": train_key}, self.device)
 
     def key(self, scenes: SceneSet, spec: AnonymizerSpec, seed: int) -> str:
         """The key of ``scenes`` anonymized by ``spec`` (see the class docstring)."""
         data: dict[str, Any] = {"kind": "anonymized-scenes", "context": self.context, "set": [scenes.name, scenes.fingerprint], "anonymizer": spec.key()}
         if AnonymizedSets.depends_on_seed(spec):
             data["seed"] = seed
+        if AnonymizedSets.fit_on(spec) == "train" and self._train is not None:
+            data["fit"] = self._train[1]
         return stable_hash(data)
+
+    def _fitted(self, spec: AnonymizerSpec, seed: int) -> Anonymizer:
+        if self._train is None or self._fitter is None:
+            raise UserError(f"anonymizer {spec.label} is fitted on training images (fit_on=train) and no training split is loaded to fit it on; remove it from anonymizers")
+        if self._train_set is None:
+            self._train_set = self._train[0]()
+        return self._fitter.fitted(spec, self._train_set, seed)
 
     def get(self, scenes: SceneSet, spec: AnonymizerSpec, seed: int) -> Callable[[int], torch.Tensor]:
         """Scene i of ``scenes`` anonymized by ``spec``, as a function of i."""
         if AnonymizedSets.is_identity(spec):
             return scenes.image
-        if AnonymizedSets.fit_on(spec) != "nothing" or AnonymizedSets.finds_own_regions(spec):
+        if AnonymizedSets.fit_on(spec) not in ("nothing", "train") or AnonymizedSets.finds_own_regions(spec):
             raise UserError(f"anonymizer {spec.label} (fit_on={AnonymizedSets.fit_on(spec)}, regions={getattr(spec.anonymizer, 'regions', 'given')}) "
                             "cannot anonymize scenes instance by instance; remove it from anonymizers")
-        anonymizer = spec.anonymizer.clone()
+        anonymizer = self._fitted(spec, seed) if AnonymizedSets.fit_on(spec) == "train" else spec.anonymizer.clone()
         if scenes.nbytes > self.memory_bytes:
             return lambda i: self._anonymize(anonymizer, scenes, spec, seed, i)
         key = self.key(scenes, spec, seed)

@@ -1,4 +1,4 @@
-"""Command line: ``evalsuite run|train|list|synth [key=value ...]``, ``report``, ``baseline`` and ``check``."""
+"""Command line: ``evalsuite run|train|list|synth [key=value ...]``, ``report``, ``baseline``, ``check`` and ``data check``."""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +15,13 @@ USAGE_EXAMPLES = """examples:
   evalsuite run protocol=market1501-reid dataset.root=/data/Market-1501-v15.09.15 attacks=[naive,adaptive,parrot]
   evalsuite run dataset=synthetic anonymizers=[blur,{name:pixelate,block_size:5}] seeds=[0,1,2] attacker.epochs=5
   evalsuite train anonymizer=dp-body dataset=synthetic out=runs/dp-body anonymizer.steps=600
+  evalsuite study attack-strength out=runs/attack-strength
   evalsuite list anonymizers
   evalsuite synth out=/tmp/synthetic-market seed=1 num_train_ids=100
   evalsuite report results/market1501-reid-synthetic --format html --out reports/report.html
   evalsuite baseline results/my-run --out results/baselines/my-run.json
   evalsuite check results/my-run --baseline results/baselines/my-run.json --tolerance 0.02
+  evalsuite data check dataset=face-folder dataset.root=/data/lfw
 """
 
 
@@ -52,6 +54,17 @@ def cmd_train(overrides: Sequence[str]) -> int:
     print(f"trained {values['anonymizer']} for {config['steps_done']} steps on {final['train_images']} images ({final['region_crops']} region crops); "
           f"held-out FID (random features, {final['holdout_images']} images) {final['fid_random_holdout']:.2f}")
     print(f"weights in {out}/{WEIGHTS_NAME} (use anonymizers=[{{name:{values['anonymizer']},checkpoint:{out}/{WEIGHTS_NAME}}}]), config in {out}/{CONFIG_NAME}")
+    return 0
+
+
+def cmd_study(name: str, overrides: Sequence[str]) -> int:
+    from evalsuite.registry import load_all
+    from evalsuite.studies import run_study
+
+    load_all()
+    report, text = run_study(name, overrides)
+    print(text, end="")
+    print(f"\nstudy {name}: every part's run is in {report.parent}/<part>; combined tables in {report}")
     return 0
 
 
@@ -198,6 +211,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed and not weak_fails else 1
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from evalsuite.data_check import check_dataset, dataset_from_overrides
+    from evalsuite.registry import load_all
+
+    load_all()
+    if args.max_problems < 1:
+        raise UserError(f"--max-problems {args.max_problems}: give a number of lines >= 1")
+    name, settings = dataset_from_overrides(args.overrides)
+    report = check_dataset(name, settings, decode=not args.no_decode, detect=args.detect)
+    print(report.text(args.max_problems), end="")
+    return 0 if report.ok else UserError.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalsuite", description="Privacy evaluation and attack benchmarking for image anonymizers.", epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -206,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("overrides", nargs="*", help="key=value overrides (Hydra grammar)")
     p_train = sub.add_parser("train", help="train a trainable anonymizer (dp-body, dp-face) on a dataset's training split, resumable")
     p_train.add_argument("overrides", nargs="*", help="anonymizer=NAME dataset=NAME out=DIR and anonymizer.<param>=, dataset.<setting>=, seed=, holdout_ids=, ...")
+    p_study = sub.add_parser("study", help="run a registered study (several protocol runs) and write one combined report")
+    p_study.add_argument("name", help="the study (`evalsuite list studies`)")
+    p_study.add_argument("overrides", nargs="*", help="out=DIR, key=value for every part, PART:key=value for one part")
     p_list = sub.add_parser("list", help="list registered anonymizers, attacks, protocols, datasets and metrics")
     p_list.add_argument("kinds", nargs="*", help="only these kinds")
     p_list.add_argument("-v", "--verbose", dest="show_modules", action="store_true", help="also show each component's module and file (and preset parameters)")
@@ -229,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--title", default="evalsuite report", help="html page title")
     p_report.add_argument("--min-skill", type=float,
                           help="flag attack columns whose attacker covers less than this share of the way from chance to perfect on clean data (default 0.2; see README 'Attacker strength')")
+
+    p_data = sub.add_parser("data", help="dataset tools: `evalsuite data check dataset=NAME dataset.root=PATH`")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p_data_check = data_sub.add_parser("check", help="validate a dataset root: counts, annotations, runnable protocols and regions, first problems (exit 2 when broken)")
+    p_data_check.add_argument("overrides", nargs="+", help="dataset=NAME dataset.root=PATH and other dataset.<key>=VALUE settings")
+    p_data_check.add_argument("--max-problems", type=int, default=10, help="problem and warning lines to print (default 10)")
+    p_data_check.add_argument("--no-decode", action="store_true", help="skip decoding every image (layout and names only)")
+    p_data_check.add_argument("--detect", action="store_true",
+                              help="face datasets: detect missing face boxes now into the cached sidecar a run reads, to inspect or correct before running")
 
     p_base = sub.add_parser("baseline", help="write a CI baseline (per-cell mean / sem / seeds and metric directions) from run results")
     p_base.add_argument("results", nargs="+", help="run folders or results.jsonl files")
@@ -267,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args.overrides)
         if args.command == "train":
             return cmd_train(args.overrides)
+        if args.command == "study":
+            return cmd_study(args.name, args.overrides)
         if args.command == "list":
             return cmd_list(args.kinds, args.show_modules)
         if args.command == "report":
@@ -275,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_baseline(args)
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "data":
+            return cmd_data_check(args)
         return cmd_synth(args.overrides)
     except UserError as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)

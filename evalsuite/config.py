@@ -111,10 +111,15 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     dataset_name = values.get("dataset")
     if isinstance(dataset_name, dict):
         dataset_name = dataset_name.get("name")
+    named = values.get("dataset.name")
+    if dataset_name is not None and named is not None and str(named) != str(dataset_name):
+        raise UserError(f"dataset={dataset_name} and dataset.name={named} name two datasets; give one of them")
+    if dataset_name is None and isinstance(named, str):
+        dataset_name = named  # `dataset.name=X` selects the group as `dataset=X` does, with X's own keys
     cfg = defaults(protocol_name, None if dataset_name is None else str(dataset_name))
 
     for key, value in parsed:
-        if key == "dataset" and isinstance(value, str):
+        if key in ("dataset", "dataset.name") and isinstance(value, str):
             continue  # the group was selected above
         if key == "executor" and isinstance(value, str):
             key = "executor.name"  # `executor=ray` selects the executor, as `dataset=synthetic` a dataset

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from anonymizers.base import Anonymized, Anonymizer, load_state_file, save_state
 from evalsuite.arrays import DiskArray, NpyWriter, as_tensor, chunk_rows, images_row_bytes
@@ -129,7 +129,7 @@ def _disk_array(path: Path, what: str) -> DiskArray | None:
 
 def face_crops(samples: Sequence[Any], size: int, crop: float, description: str) -> tuple[torch.Tensor, list[dict]]:
     """Centre-cropped (``crop`` of the shorter side), resized ``size`` x ``size`` faces and their
-    annotations with the face box moved into crop coordinates."""
+    annotations with the face box and the landmarks moved into crop coordinates."""
     import cv2
 
     from evalsuite.data.faces import read_face_image
@@ -159,6 +159,11 @@ def face_crops(samples: Sequence[Any], size: int, crop: float, description: str)
         x0, y0, scale = geometry[index]
         if box is not None:
             ann["face_box"] = [(box[0] - x0) * scale, (box[1] - y0) * scale, (box[2] - x0) * scale, (box[3] - y0) * scale]
+        moved = lambda points: [[(p[0] - x0) * scale, (p[1] - y0) * scale, *p[2:]] for p in points]  # noqa: E731
+        if ann.get("landmarks"):
+            ann["landmarks"] = moved(ann["landmarks"])
+        if ann.get("face_landmarks"):
+            ann["face_landmarks"] = {count: moved(points) for count, points in ann["face_landmarks"].items()}
         annotations.append(ann)
     return images, annotations
 
@@ -461,6 +466,12 @@ class AnonymizedSets:
                 anonymizer.load_state(state)
             self._fitted[key] = anonymizer
         return self._fitted[key]
+
+    def row_fields(self, spec: AnonymizerSpec, train: ImageSet | None, seed: int) -> dict[str, Any]:
+        """What the anonymizer fitted on ``train`` adds to result rows (:meth:`Anonymizer.row_fields`); {} unless ``fit_on: train``."""
+        if self.fit_on(spec) != "train" or train is None:
+            return {}
+        return dict(self.fitted(spec, train, seed).row_fields())
 
     # -- anonymized sets
     def get(self, image_set: ImageSet, spec: AnonymizerSpec, seed: int, *, train: ImageSet | None = None,

@@ -1,7 +1,9 @@
 """The protocol interface: a protocol binds a dataset, a region, attackers and metrics."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -10,6 +12,13 @@ from omegaconf import DictConfig
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec
 from evalsuite.plan import ArtifactNode, Cell, Plan
+
+
+def generated_dataset(name: str) -> bool:
+    """Whether the registered dataset ``name`` generates itself (its factory takes the run's ``cache_dir``)."""
+    from evalsuite.registry import DATASETS
+
+    return name in DATASETS and "cache_dir" in inspect.signature(DATASETS.get(name).factory).parameters
 
 
 @dataclass
@@ -40,6 +49,8 @@ class Protocol:
     #: the image set (a key of ``self.sets``) whose images every cell anonymizes; run samples
     #: (:mod:`evalsuite.run_description`) are taken from it; None: this protocol saves none
     sample_set: ClassVar[str | None] = None
+    #: the image set (a key of ``self.sets``) that ``fit_on: train`` anonymizers are fitted on
+    fit_set: ClassVar[str] = "train"
 
     def __init__(self, cfg: DictConfig, cache: Cache) -> None:
         self.cfg = cfg
@@ -73,10 +84,20 @@ class Protocol:
 
     def build_dataset(self) -> Any:
         """The configured dataset; one that generates itself is generated in this run's cache
-        folder, passed explicitly (:func:`evalsuite.config.build_dataset`)."""
-        from evalsuite.config import build_dataset
+        folder, passed explicitly (:func:`evalsuite.config.build_dataset`). A face dataset whose
+        photos lack the face boxes the region needs gets them by detection, cached in that folder
+        (:mod:`evalsuite.data.face_boxes`)."""
+        from evalsuite.config import build_dataset, cache_dir
+        from evalsuite.data.face_boxes import complete_face_boxes, missing_boxes, needs_face_boxes, warn_self_reference
 
-        return build_dataset(self.cfg, self.cache.root if self.cache is not None else None)
+        folder = self.cache.root if self.cache is not None else None
+        dataset = build_dataset(self.cfg, folder)
+        region = self.cfg.get("region")
+        if needs_face_boxes(dataset, region):
+            detected = bool(missing_boxes(dataset.samples))
+            dataset = complete_face_boxes(dataset, folder if folder is not None else cache_dir(self.cfg), required=str(region.name) == "face")
+            warn_self_reference(dataset, region, detected)
+        return dataset
 
     # ---------------------------------------------------------------- run samples
     def sample_identities(self, name: str) -> list[Any]:
@@ -129,15 +150,26 @@ class Protocol:
 
     def dataset_label(self) -> str:
         """The dataset's name in rows and tables: the loaded dataset's own name once prepared (a
-        protocol may read ``dataset=synthetic`` as ``synthetic-faces``), else the configured one."""
+        protocol may read ``dataset=synthetic`` as ``synthetic-faces``), else the configured one;
+        for a folder the user gave, its folder name too, ``market1501 (cuhk03-as-market)``, so that
+        a copy of another set in the Market-1501 layout is not called Market-1501."""
         dataset = getattr(self, "dataset", None)
-        return str(getattr(dataset, "name", None) or self.cfg.dataset.name)
+        name = str(getattr(dataset, "name", None) or self.cfg.dataset.name)
+        root = getattr(dataset, "root", None)
+        return f"{name} ({Path(str(root)).name})" if root and not generated_dataset(str(self.cfg.dataset.name)) else name
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def evaluate(self, anonymizer: AnonymizerSpec, attack: Any, seed: int) -> CellResult:
         raise NotImplementedError
+
+    def row_fields(self, anonymizer: AnonymizerSpec, seed: int) -> dict[str, Any]:
+        """The fields the fitted anonymizer contributes to this cell's row (:meth:`anonymizers.base.Anonymizer.row_fields`),
+        fitted on :attr:`fit_set`; protocols merge them into ``CellResult.extra``."""
+        if self.anonymized_sets is None:
+            return {}
+        return self.anonymized_sets.row_fields(anonymizer, self.sets.get(self.fit_set), seed)
 
     # ---------------------------------------------------------------- the plan (evalsuite.plan)
     def plan(self, cells: Sequence[Cell]) -> Plan:

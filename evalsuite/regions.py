@@ -2,7 +2,8 @@
 
 As in DeepPrivacy, detection is separate from anonymization: the mask comes from the
 dataset's annotations (or a user's own, through ``dataset.annotations=FILE``, an evalsuite
-sidecar JSON; see :mod:`evalsuite.data.types`), never from the anonymizer.
+sidecar JSON, see :mod:`evalsuite.data.types`; face datasets: ``dataset.sidecar=FILE``, see
+:mod:`evalsuite.data.faces`), never from the anonymizer.
 
 Regions (``REGIONS``):
 - ``face``: the ``face_box``. ``face_box: None`` (a back view) means there is no face to
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from evalsuite.data.faces import FACE_SIDECAR, FaceSample
 from evalsuite.data.types import SIDECAR_NAME, Sample
 from evalsuite.errors import UserError
 
@@ -45,6 +47,15 @@ _ANNOTATIONS_HINT = (
     f"supply them with dataset.annotations=FILE (an evalsuite sidecar JSON like {SIDECAR_NAME}, "
     "see evalsuite/data/types.py)"
 )
+_FACE_HINT = (
+    f"supply them with dataset.sidecar=FILE (an evalsuite-faces/1 JSON like {FACE_SIDECAR}, see evalsuite/data/faces.py), "
+    "or detect them: dataset.detector=dlib-hog (evalsuite/data/face_boxes.py)"
+)
+
+
+def annotations_hint(sample: Any) -> str:
+    """How to supply a missing annotation of ``sample``: face datasets read ``dataset.sidecar``, re-id sets ``dataset.annotations``."""
+    return _FACE_HINT if isinstance(sample, FaceSample) else _ANNOTATIONS_HINT
 
 
 def default_dilation(region: str) -> int:
@@ -86,8 +97,8 @@ def region_masks(
     key = _BOX_KEYS.get(region)
     if key is not None and samples and not any(key in s.annotations for s in samples):
         raise UserError(
-            f"region {region!r} needs {key} annotations and none of these {len(samples)} images has one "
-            f"(real Market-1501 has none): {_ANNOTATIONS_HINT}"
+            f"region {region!r} needs {key} annotations and none of these {len(samples)} images has one"
+            f"{'' if isinstance(samples[0], FaceSample) else ' (real Market-1501 has none)'}: {annotations_hint(samples[0])}"
         )
     masks = [region_mask(s, region, height, width, dilation, fallback) for s in samples]
     if not masks:
@@ -109,7 +120,7 @@ def _check_args(region: str, dilation: Any, fallback: str) -> int:
 
 def _box_mask(sample: Sample, key: str, height: int, width: int, dilation: int) -> np.ndarray:
     if key not in sample.annotations:
-        raise UserError(f"image {sample.relpath} has no {key} annotation: {_ANNOTATIONS_HINT}")
+        raise UserError(f"image {sample.relpath} has no {key} annotation: {annotations_hint(sample)}")
     mask = np.zeros((height, width), dtype=bool)
     box = sample.annotations[key]
     if box is None:  # not visible (a back view): nothing to anonymize

@@ -95,11 +95,18 @@ class Registry:
     def get(self, name: str) -> Entry:
         """The entry for ``name``; a UserError naming the closest valid names otherwise."""
         if name not in self._entries:
-            raise UserError(f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}: {did_you_mean(name, self._entries)} (see `evalsuite list`)")
+            raise UserError(f"unknown {self.singular} {name!r}: {did_you_mean(name, self._entries)} (see `evalsuite list`)")
         return self._entries[name]
 
     def build(self, name: str, **overrides: Any) -> Any:
         return self.get(name).build(**overrides)
+
+    @property
+    def singular(self) -> str:
+        """``studies`` -> ``study``, ``anonymizers`` -> ``anonymizer``."""
+        if self.kind.endswith("ies"):
+            return self.kind[:-3] + "y"
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -120,10 +127,11 @@ PROTOCOLS = Registry("protocols")
 DATASETS = Registry("datasets")
 METRICS = Registry("metrics")
 RECOGNIZERS = Registry("recognizers")
+STUDIES = Registry("studies")
 
-ALL: dict[str, Registry] = {r.kind: r for r in (ANONYMIZERS, ATTACKS, RECOGNIZERS, PROTOCOLS, DATASETS, METRICS)}
+ALL: dict[str, Registry] = {r.kind: r for r in (ANONYMIZERS, ATTACKS, RECOGNIZERS, PROTOCOLS, DATASETS, METRICS, STUDIES)}
 
-_BUILTIN_MODULES = ("anonymizers", "attacks", "protocols", "evalsuite.data", "evalsuite.metrics")
+_BUILTIN_MODULES = ("anonymizers", "attacks", "protocols", "evalsuite.data", "evalsuite.metrics", "evalsuite.studies")
 _loaded = False
 
 

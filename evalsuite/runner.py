@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.cache import Cache
 from evalsuite.components import AnonymizerSpec, resolve_anonymizer, resolve_attack, sweep_entries
@@ -132,9 +132,8 @@ class Grid:
         return self.anonymizers_by_label[label], next(a for a in self.attacks if a.name == attack)
 
 
-def load_grid(cfg: DictConfig) -> Grid:
-    """Resolve the components and prepare the protocol: every input error surfaces here,
-    before OUT is touched."""
+def resolve_components(cfg: DictConfig) -> tuple[list[AnonymizerSpec], list[Any], list[int]]:
+    """The grid's anonymizers, threat models and seeds, checked by name (nothing loaded)."""
     resolve_device(str(cfg.device))
     entries = list(to_plain(cfg.anonymizers)) + (sweep_entries(to_plain(cfg.sweep)) if cfg.get("sweep") is not None else [])
     anonymizers: list[AnonymizerSpec] = [resolve_anonymizer(a) for a in entries]
@@ -145,16 +144,23 @@ def load_grid(cfg: DictConfig) -> Grid:
     seeds = [int(s) for s in cfg.seeds]
     if not anonymizers or not attacks or not seeds:
         raise UserError("anonymizers, attacks and seeds must each name at least one value")
+    supported = PROTOCOLS.get(str(cfg.protocol)).factory.supported_attacks
+    for attack in attacks:
+        if attack.name not in supported:
+            raise UserError(f"attacks names {attack.name!r}, which {cfg.protocol} does not support; use attacks=[{','.join(supported)}]")
+    return anonymizers, attacks, seeds
 
+
+def load_grid(cfg: DictConfig) -> Grid:
+    """Resolve the components and prepare the protocol: every input error surfaces here,
+    before OUT is touched."""
+    anonymizers, attacks, seeds = resolve_components(cfg)
     cache = Cache.for_config(cfg)  # its context: what can change the last bits of anything computed
     protocol = PROTOCOLS.build(str(cfg.protocol), cfg=cfg, cache=cache)
     table_metrics = [str(m) for m in cfg.table.metrics] if "table" in cfg else list(protocol.table_metrics)
     for metric in table_metrics:
         if metric not in protocol.metrics:
             raise UserError(f"table.metrics names {metric!r}, which {cfg.protocol} does not report: {did_you_mean(metric, protocol.metrics)}")
-    for attack in attacks:
-        if attack.name not in protocol.supported_attacks:
-            raise UserError(f"attacks names {attack.name!r}, which {cfg.protocol} does not support; use attacks=[{','.join(protocol.supported_attacks)}]")
     protocol.prepare()  # every input error surfaces here, before OUT is touched
     protocol.validate_anonymizers(anonymizers)
     return Grid(cfg, cache, protocol, anonymizers, attacks, seeds, table_metrics)

@@ -158,6 +158,7 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
         "attacker.lr": Float(gt=0), "attacker.weight_decay": Float(ge=0), "attacker.label_smooth": Float(ge=0, lt=1),
         "attacker.random_shift": Int(ge=0), "attacker.head_size": Int(ge=8), "attacker.body_height": Int(ge=8), "attacker.body_width": Int(ge=8),
         "attacker.svm_c": Float(gt=0), "attention.sigma": Float(ge=0),
+        **{f"reconstruction.{k}": v for k, v in _RECONSTRUCTION.items()},
     },
     "face-identification": {
         **{f"reconstruction.{k}": v for k, v in _RECONSTRUCTION.items()},

@@ -2,7 +2,10 @@
 
     evalsuite train anonymizer=dp-body dataset=synthetic out=DIR [anonymizer.steps=600] [seed=0] ...
 
-The dataset's training split is divided by identity: the last ``holdout_ids`` identities
+    evalsuite train anonymizer=upgan dataset=synthetic-faces out=DIR
+
+The dataset's training split (a face dataset: every image with an identity, read as
+``FACE_SIZE`` px crops) is divided by identity: the last ``holdout_ids`` identities
 (sorted pids) are held out, the rest is trained on. On the held-out images the command
 writes sample grids (``samples/step_NNNNNN.png``: originals above, anonymized below) every
 ``sample_every`` steps and measures FID (the offline random-feature FID of
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.errors import UserError, did_you_mean
 from evalsuite.schema import TRAIN_SCHEMA, _show
@@ -39,6 +42,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 WEIGHTS_NAME = "weights.safetensors"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
+FACE_SIZE = 112  # face datasets are read as square crops of this size (face-identification's image_size)
 #: settings that may change between a run and its resumption
 RESUMABLE_CHANGES = ("anonymizer.steps", "sample_every", "checkpoint_every", "fid_every")
 DEFAULTS: dict[str, Any] = {
@@ -91,18 +95,27 @@ def split_dataset(values: dict[str, Any], region: dict[str, Any]) -> tuple[Any, 
     from evalsuite.pipeline import ImageSet
     from evalsuite.registry import DATASETS
 
+    from evalsuite.data.faces import FaceDataset
+
     dataset = DATASETS.build(values["dataset"], **_section(values, "dataset"))
-    samples = getattr(dataset, "train", None)
-    if not samples or not hasattr(samples[0], "pid"):
-        raise UserError(f"dataset {values['dataset']!r}: evalsuite train reads a re-id dataset's training split (market1501, synthetic); "
-                        "face datasets are not supported yet")
-    pids = sorted({s.pid for s in samples})
+    if isinstance(dataset, FaceDataset):  # every face with an identity, as FACE_SIZE px crops (face-identification's default)
+        samples = [s for s in dataset.samples if s.identity is not None]
+        identity = lambda s: s.identity  # noqa: E731
+    else:
+        samples = getattr(dataset, "train", None) or []
+        identity = lambda s: s.pid  # noqa: E731
+    if not samples or (not isinstance(dataset, FaceDataset) and not hasattr(samples[0], "pid")):
+        raise UserError(f"dataset {values['dataset']!r}: evalsuite train reads a re-id dataset's training split (market1501, synthetic) "
+                        "or a face dataset's images with identities (synthetic-faces, celeba, face-folder)")
+    pids = sorted({identity(s) for s in samples})
     holdout = int(values["holdout_ids"])
     if holdout >= len(pids):
         raise UserError(f"holdout_ids={holdout}: the training split has only {len(pids)} identities; hold out fewer")
     held = set(pids[len(pids) - holdout:])
-    train = [s for s in samples if s.pid not in held]
-    test = [s for s in samples if s.pid in held]
+    train = [s for s in samples if identity(s) not in held]
+    test = [s for s in samples if identity(s) in held]
+    if isinstance(dataset, FaceDataset):
+        return ImageSet.from_faces("train", train, region, FACE_SIZE, 1.0), ImageSet.from_faces("holdout", test, region, FACE_SIZE, 1.0)
     return ImageSet.from_samples("train", train, region), ImageSet.from_samples("holdout", test, region)
 
 
@@ -223,7 +236,7 @@ def train(values: dict[str, Any]) -> dict[str, Any]:
                 _append_metrics(metrics_path, pending)
                 pending = []
                 save_checkpoint()
-            progress.set_postfix(l1=f"{losses['l1']:.3f}", g=f"{losses['g_adv']:.2f}", d=f"{losses['d_adv']:.2f}")
+            progress.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:4]})
     if trainer.step == 0 or not checkpoint_path.exists():
         save_checkpoint()
     fid = reporter.fid(trainer.model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -3,9 +3,10 @@
 Both read a detection dataset (``coco``, ``wider-face``, ``synthetic-coco``; ``dataset=synthetic``
 means ``synthetic-coco``), anonymize each person (``region.name=body``) or face
 (``region.name=face``) of an image on its own, and score a detector with COCO box AP
-(:mod:`evalsuite.metrics.detection`). They differ in where the anonymized data goes:
-``detection-validate`` feeds it to a fixed detector, ``detection-train`` trains a detector on
-it and validates on the original images.
+(:mod:`evalsuite.metrics.detection`; WIDER FACE easy / medium / hard AP too when
+``dataset.ground_truth`` names the official files, :mod:`evalsuite.metrics.wider_face`). They
+differ in where the anonymized data goes: ``detection-validate`` feeds it to a fixed detector,
+``detection-train`` trains a detector on it and validates on the original images.
 
 The anonymized scenes come from the shared pipeline (:mod:`evalsuite.anonymized_scenes`: a
 clone of the anonymizer, one generator per image, cached under the data, region, anonymizer
@@ -27,15 +28,17 @@ from torch import nn
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
-from evalsuite.data.detection import DetectionDataset, DetectionSplit, keep_categories
+from evalsuite.data.detection import DetectionDataset, DetectionSplit, factory_return_type, keep_categories, split_fingerprint
+from evalsuite.detection import fit_crops
 from evalsuite.detection.instances import REGION_NAMES, resolve_region
 from evalsuite.detection.scenes import Scenes
 from evalsuite.detection.trainable import TrainableConfig, build_detector, load_state_dict, train_detector
 from evalsuite.detection.weights import detector_from_weights, weights_key
 from evalsuite.errors import UserError
 from evalsuite.metrics.detection import DETECTION_METRICS, coco_detection_scores
+from evalsuite.metrics import wider_face
 from evalsuite.anonymized_scenes import AnonymizedScenes
-from evalsuite.pipeline import Artifacts, refuse_declarations
+from evalsuite.pipeline import AnonymizedSets, Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
 
@@ -57,10 +60,10 @@ class DetectionProtocol(Protocol):
     """Base class: subclasses set ``splits_needed`` and implement ``evaluate``."""
 
     version = "1"
-    metrics = DETECTION_METRICS
+    metrics = DETECTION_METRICS + wider_face.WIDER_METRICS
     supported_attacks = ("none",)
     dataset_aliases = {"synthetic": "synthetic-coco"}
-    table_metrics = ("ap", "ap50", "ap_person", "ap_face")
+    table_metrics = ("ap", "ap50", "ap_person", "ap_face", *wider_face.WIDER_METRICS)
     splits_needed: ClassVar[tuple[str, ...]] = ("val",)
     sample_set = "val"
 
@@ -86,6 +89,7 @@ class DetectionProtocol(Protocol):
         self.artifacts = Artifacts(cache)
         self._fingerprint: dict[str, Any] | None = None
         self._models: dict[str, nn.Module] = {}
+        self.wider: wider_face.WiderGroundTruth | None = None
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -97,7 +101,7 @@ class DetectionProtocol(Protocol):
             raise UserError(f"region.dilation must be a non-negative number of pixels, got {dilation!r}")
         self.dilation = int(dilation)
         entry = DATASETS.get(name)
-        declared = _return_type(entry.factory)
+        declared = factory_return_type(entry.factory)
         if declared is not None and not (isinstance(declared, type) and issubclass(declared, DetectionDataset)):
             raise UserError(f"dataset {name} is not a detection dataset; {self.cfg.protocol} reads {DETECTION_DATASETS}")
         dataset = self.build_dataset()
@@ -113,6 +117,7 @@ class DetectionProtocol(Protocol):
         if not any(not a.get("iscrowd", 0) for a in val.coco["annotations"]):
             raise UserError(f"the val split of {dataset.name} ({val.source}) has no (non-crowd) annotation to compute AP on")
         self.region = resolve_region(str(self.cfg.region.name), val)
+        self.wider = wider_face.for_split(dataset.config.get("ground_truth"), val.images, val.source)
         for split in self.splits.values():
             resolve_region(self.region, split)
         self.categories()  # a bad detector.categories fails here
@@ -129,20 +134,24 @@ class DetectionProtocol(Protocol):
         reasons = {
             "fit_on:anonymized_set": "k-Same's guarantee is about a closed set of aligned faces of distinct people, "
                                      "and these protocols anonymize each person or face of a scene on its own, at its own size",
-            "fit_on:train": "fitting anonymizers on the detection training split is not implemented here (each instance is anonymized on its own)",
             "regions:own": "detection AP is measured against the annotated instances, which are what gets anonymized here; "
                            "an anonymizer that finds its own regions belongs in image-quality (leak_rate)",
         }
         refuse_declarations(specs, reasons, str(self.cfg.protocol))
+        if any(AnonymizedSets.fit_on(spec) == "train" for spec in specs):  # fitted on the training split's instances (fit_crops)
+            assert self.dataset is not None and self.scenes.pipeline is not None
+            train = self.splits.get("train") or self.dataset.split("train")
+            resolve_region(self.region, train)
+            self.splits["train"], self.scenes.fingerprints["train"] = train, split_fingerprint(train)
+            key = stable_hash({"train": self.scenes.fingerprints["train"], "crops": fit_crops.settings(self.region)})
+            self.scenes.pipeline.fit_on_train(lambda: fit_crops.instance_crops(self.scenes.scene_set("train"), self.region), key)
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
             assert self.dataset is not None
             splits = {}
             for name, split in self.splits.items():
-                images = [(img["id"], img["file_name"], img["width"], img["height"]) for img in split.images]
-                anns = [(a["image_id"], a["category_id"], [round(float(v), 2) for v in a["bbox"]], int(a.get("iscrowd", 0))) for a in split.coco["annotations"]]
-                splits[name] = stable_hash({"images": images, "annotations": anns})
+                splits[name] = split_fingerprint(split)
             self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
         return self._fingerprint
 
@@ -222,9 +231,9 @@ class DetectionProtocol(Protocol):
         return self._models[key], key
 
     # ---------------------------------------------------------------- detections and AP
-    def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str) -> list[dict[str, Any]]:
-        """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
-        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description)
+    def run_trained(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], description: str, label_map: dict[int, int] | None = None) -> list[dict[str, Any]]:
+        """COCO results of ``model`` on every image ``images(i)`` of ``split`` (labels: see :meth:`Scenes.coco_results`)."""
+        return self.scenes.coco_results(model, split, images, categories, max(1, int(self.cfg.batch_size) // 4), description, label_map)
 
     def cached_detections(self, key: dict[str, Any], compute: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], bool]:
         """Detections stored under the hash of ``key`` (computed and stored when absent; an unreadable file is recomputed)."""
@@ -237,14 +246,8 @@ class DetectionProtocol(Protocol):
         gt = keep_categories(data.coco, [c for c in categories if data.category_id(c) is not None], data.source or split)
         if not any(not a.get("iscrowd", 0) for a in gt["annotations"]):
             raise UserError(f"the {split} split of {data.source or split} has no {', '.join(categories)} annotation to compute AP on")
-        return coco_detection_scores(gt, detections)
+        metrics = coco_detection_scores(gt, detections)
+        if self.wider is not None and split == "val" and "face" in categories:  # the official WIDER FACE settings
+            metrics.update(wider_face.detection_scores(self.wider, data.images, detections, data.category_id("face")))
+        return metrics
 
-
-def _return_type(factory: Callable[..., Any]) -> Any:
-    """The return annotation of a dataset factory (None when it has none or it cannot be read)."""
-    import typing
-
-    try:
-        return typing.get_type_hints(factory).get("return")
-    except Exception:  # noqa: BLE001 - unresolvable annotations: decide after building
-        return None

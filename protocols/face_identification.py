@@ -89,7 +89,7 @@ class FaceIdentification(Protocol):
     supported_attacks = ("naive", "adaptive", "parrot", "reconstruction", "reconstruction-adaptive")
     dataset_aliases = {"synthetic": "synthetic-faces"}
     table_metrics = IDENTIFICATION_METRICS
-    sample_set = "query"
+    sample_set, fit_set = "query", "gallery"  # fit_on=train anonymizers learn from the clean enrolment images
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -160,9 +160,12 @@ class FaceIdentification(Protocol):
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
+        from evalsuite.data.face_boxes import boxes_fingerprint
+
         files = [f"{s.relpath}:{s.identity}" for name in SETS for s in self.samples[name]]
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "split": to_plain(self.cfg.split),
-                "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files)}
+                "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files),
+                **boxes_fingerprint([s for name in SETS for s in self.samples[name]], self.cfg.region)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, which: str, spec: AnonymizerSpec, seed: int, joint: bool = False) -> tuple[torch.Tensor, str]:
@@ -245,6 +248,6 @@ class FaceIdentification(Protocol):
             durations={"anonymize_s": anonymize_s, "train_s": train_s, "embed_s": embed_s, "evaluate_s": evaluate_s},
             extra={**extra, "num_identities": len(self.identities), "num_enrol": int(len(y_enrol)), "num_probe": int(len(y_probe)),
                    "chance": {**closed_set_chance(len(self.identities)), **verification_chance(FPR_TARGETS)}, "recognizer": self.recognizer.name, "recognizer_key": recognizer_key,
-                   "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["query"]])},
+                   "item_scores": item_scores_entry({"top1": hits}, [s.relpath for s in self.samples["query"]]), **self.row_fields(anonymizer, seed)},
             curves=roc_points(genuine, scores),
         )

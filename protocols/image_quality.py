@@ -159,7 +159,7 @@ class ImageQuality(Protocol):
         except UserError as exc:
             if self.attribute_config.names is not None:  # asked for by name: a real input error
                 raise
-            self.tools.mark(("attribute_accuracy",), str(exc))
+            self.tools.mark(("attribute_accuracy",), f"{exc}; until then attribute_accuracy stays empty (nan) and the run goes on")
         else:
             key_data = {"protocol": "image-quality", "version": self.version, "dataset": self.dataset_fingerprint(), "config": to_plain(self.cfg.attributes)}
             self.attributes = AttributeUtility(names, self.attribute_config, TrainedModels(self.anonymized_sets.artifacts, "classifiers", "attribute classifier"), key_data,
@@ -172,6 +172,10 @@ class ImageQuality(Protocol):
         assert self.dataset is not None
         files = {role: stable_hash([f"{s.relpath}:{getattr(s, 'pid', getattr(s, 'identity', None))}" for s in samples]) for role, samples in self.samples.items()}
         extra = {"image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop)} if isinstance(self.dataset, FaceDataset) else {}
+        if isinstance(self.dataset, FaceDataset):
+            from evalsuite.data.face_boxes import boxes_fingerprint
+
+            extra.update(boxes_fingerprint(self.dataset.samples, {"name": getattr(self, "region_name", self.cfg.region.name)}))
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files, **extra}
 
     # ---------------------------------------------------------------- anonymized sets
@@ -218,7 +222,8 @@ class ImageQuality(Protocol):
         train_anonymized, _, _ = self.anonymized("train", anonymizer, seed)
         durations["anonymize_s"] = time.perf_counter() - timer
         metrics: dict[str, float] = {}
-        extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name)}
+        extra: dict[str, Any] = {"num_eval_images": int(anonymized.shape[0]), "num_train_images": int(train_anonymized.shape[0]), "region": str(self.cfg.region.name),
+                                 **self.row_fields(anonymizer, seed)}
 
         def step(name: str, fn: Callable[[], tuple[dict[str, float], dict[str, Any]]]) -> None:
             started = time.perf_counter()

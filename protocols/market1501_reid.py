@@ -77,6 +77,7 @@ class Market1501Reid(Protocol):
                 raise UserError(f"dataset {self.dataset.root} has no {split} images; check dataset.root")
             # decoded once into the cache and read in chunks: memory follows the batch size, not the split
             self.sets[split] = ImageSet.from_samples(split, self.dataset.split(split), to_plain(self.cfg.region), cache=self.cache)
+        self._log_unmatched_queries()
         context = {"protocol": "market1501-reid", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="market1501-reid")
         self._attackers = TrainedModels(self.anonymized_sets.artifacts, "attackers", "attacker")
@@ -87,6 +88,17 @@ class Market1501Reid(Protocol):
         for key in ("weights", "init_weights"):  # fail early, before any output
             if getattr(self.attacker_config, key):
                 load_checkpoint_state(getattr(self.attacker_config, key), f"attacker.{key}")
+
+    def _log_unmatched_queries(self) -> None:
+        """Say how many queries every metric skips: those without a gallery image of their pid from another camera (torchreid's rule)."""
+        assert self.dataset is not None
+        cameras: dict[int, set[int]] = {}
+        for g in self.dataset.gallery:
+            cameras.setdefault(g.pid, set()).add(g.camid)
+        skipped = [q for q in self.dataset.query if not cameras.get(q.pid, set()) - {q.camid}]
+        if skipped:
+            log.warning("%d of %d queries have no gallery image of their identity from another camera and are skipped by every metric "
+                        "(torchreid's rule), e.g. %s; each row's num_valid_queries counts the rest", len(skipped), len(self.dataset.query), skipped[0].relpath)
 
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None

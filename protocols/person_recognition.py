@@ -33,6 +33,13 @@ Threat models (what the recognizers saw when they were trained):
   whose recognizers adapt to the obfuscation. Sun et al. do not say whether the CNN feature
   extractors were retrained on obfuscated images; we adapt both.
 
+- ``reconstruction``: a de-anonymizer (:mod:`attacks.reconstruction`, L1 only: the
+  recognizers' SVM scores are not a perceptual loss) learns to undo the anonymizer from the
+  (anonymized, original) training pairs; the clean-trained recognizers see its reconstructions
+  of the anonymized queries;
+- ``reconstruction-adaptive``: the same, with recognizers trained on the reconstructed
+  training split and the SVM fitted on the reconstructed gallery.
+
 Anonymizers that need fitting (k-Same) are fitted on the split they anonymize: k-Same is
 defined on a closed set. Anonymized splits, trained recognizers and their cache keys follow
 ``protocols/market1501_reid.py``: anonymized sets and CNN state dicts are cached on disk by a
@@ -55,6 +62,7 @@ from attacks.person_recognizer import (
     RecognizerConfig,
     boxes_tensor,
 )
+from attacks.reconstruction import ReconstructionAttack, ReconstructionConfig, reconstruction_quality
 from attacks.threat_models import ThreatModel
 from evalsuite.closed_set import shared_identities
 from evalsuite.components import AnonymizerSpec
@@ -73,7 +81,8 @@ from evalsuite.trained_models import Memo, TrainedModels, training_source
 log = logging.getLogger(__name__)
 
 METRIC_OF_REGION = {"head": "head_accuracy", "body+head": "body_head_accuracy"}
-ALL_METRICS = (*PERSON_RECOGNITION_METRICS, "head_contribution", "ssim", "mask_ssim")
+TABLE_METRICS = (*PERSON_RECOGNITION_METRICS, "head_contribution", "ssim", "mask_ssim")
+ALL_METRICS = (*TABLE_METRICS, "attacked_psnr", "attacked_ssim")
 DEFAULT_ANONYMIZERS = (
     "none", "blur5", "blur15", "blur25", "blurhead", "pixelate5", "pixelate15", "pixelatehead", "mask", "blackhead", "ksame-pixel",
 )
@@ -88,8 +97,8 @@ def default_anonymizers() -> list[str]:
 class PersonRecognition(Protocol):
     version = "1"
     metrics = ALL_METRICS
-    supported_attacks = ("naive", "adaptive")
-    table_metrics = ALL_METRICS
+    supported_attacks = ("naive", "adaptive", "reconstruction", "reconstruction-adaptive")
+    table_metrics = TABLE_METRICS
     sample_set = "query"
 
     @classmethod
@@ -101,6 +110,7 @@ class PersonRecognition(Protocol):
             "region": {"name": "head", "dilation": 0},
             "attacker": RecognizerConfig().as_dict(),
             "attention": {"sigma": DEFAULT_SIGMA},
+            "reconstruction": ReconstructionConfig().as_dict(),
             "table": {"metrics": list(cls.table_metrics)},
         }
 
@@ -120,6 +130,7 @@ class PersonRecognition(Protocol):
         self._features: Memo[np.ndarray] = Memo()
         self._svms: Memo[IdentitySVM] = Memo()
         self._quality: Memo[dict[str, float]] = Memo()
+        self._attacked_quality: Memo[dict[str, float]] = Memo()
 
     # ---------------------------------------------------------------- preparation
     def prepare(self) -> None:
@@ -152,6 +163,8 @@ class PersonRecognition(Protocol):
         context = {"protocol": "person-recognition", "dataset": self.dataset_fingerprint(), "region": to_plain(self.cfg.region)}
         self.anonymized_sets = AnonymizedSets(self.cache, context, self.device, int(self.cfg.batch_size), protocol="person-recognition")
         self._recognizers = TrainedModels(self.anonymized_sets.artifacts, "person_recognizers", "recognizer")
+        self.reconstruction = ReconstructionAttack(self.anonymized_sets.artifacts, ReconstructionConfig.from_dict(to_plain(self.cfg.reconstruction)),
+                                                   self.device, "person-recognition")
         log.info("person-recognition: %d train images / %d ids, %d gallery (enrollment) / %d query images of %d ids (chance %.1f%%)",
                  len(self.samples["train"]), self.num_train_ids, len(gallery), len(query), len(enrolled), 100.0 / len(enrolled))
 
@@ -171,6 +184,21 @@ class PersonRecognition(Protocol):
         result = self.anonymized_sets.get(self.sets[split], spec, seed, train=self.sets["train"])
         return result.images, result.key
 
+    def attacked(self, split: str, spec: AnonymizerSpec, seed: int, reconstruct: bool) -> tuple[torch.Tensor, str]:
+        """The split as the attacker sees it: anonymized and, under the reconstruction attacks, reconstructed."""
+        images, key = self.anonymized(split, spec, seed)
+        if reconstruct and not spec.is_identity:
+            train, train_key = self.anonymized("train", spec, seed)
+            images, key = self.reconstruction.apply(images, key, train, train_key, self.images["train"], seed)
+        return images, key
+
+    def _training_source(self, attack: ThreatModel, spec: AnonymizerSpec, seed: int) -> dict[str, Any]:
+        assert self.anonymized_sets is not None
+        set_key = lambda: self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"])  # noqa: E731
+        if self._adapted(attack, spec) and attack.reconstruct:
+            return {"images": "reconstructed", "deanonymizer": self.reconstruction.key(set_key(), seed, None)}
+        return training_source(not self._adapted(attack, spec), set_key)
+
     # ---------------------------------------------------------------- recognizers
     def _adapted(self, attack: ThreatModel, spec: AnonymizerSpec) -> bool:
         return attack.train == "anonymized" and not spec.is_identity
@@ -179,7 +207,7 @@ class PersonRecognition(Protocol):
         """The region's feature extractor for this threat model; trained once per training data, config and seed."""
         assert self.anonymized_sets is not None and self._recognizers is not None
         adapted = self._adapted(attack, spec)
-        source = training_source(not adapted, lambda: self.anonymized_sets.set_key(self.sets["train"], spec, seed, train=self.sets["train"]))
+        source = self._training_source(attack, spec, seed)
         config = {k: v for k, v in self.recognizer_config.as_dict().items() if k != "svm_c"}
         key = stable_hash({"protocol": "person-recognition", "version": self.version, "dataset": self.dataset_fingerprint(), "region": region, "train": source, "recognizer": config, "seed": seed})
         if key in self._recognizers:
@@ -187,8 +215,8 @@ class PersonRecognition(Protocol):
         recognizer = PersonRecognizer(self.recognizer_config, region, num_classes=self.num_train_ids, device=self.device, seed=seed)
 
         def train() -> PersonRecognizer:
-            images = self.anonymized("train", spec, seed)[0] if adapted else self.images["train"]
-            what = spec.label if adapted else "clean"
+            images = self.attacked("train", spec, seed, attack.reconstruct)[0] if adapted else self.images["train"]
+            what = f"{'reconstructed ' if attack.reconstruct else ''}{spec.label}" if adapted else "clean"
             return recognizer.fit(images, self.boxes["train"], torch.as_tensor(self.labels["train"]), description=f"train {region} recognizer ({what}, seed {seed})")
 
         recognizer, seconds = self._recognizers.get(key, recognizer.load, train, lambda r: r.model.state_dict(), what=f"{region} recognizer")
@@ -209,9 +237,10 @@ class PersonRecognition(Protocol):
     def evaluate(self, anonymizer: AnonymizerSpec, attack: ThreatModel, seed: int) -> CellResult:
         assert self.dataset is not None
         timer = time.perf_counter()
-        query, query_key = self.anonymized("query", anonymizer, seed)
+        anonymized_query, anonymized_key = self.anonymized("query", anonymizer, seed)
+        query, query_key = self.attacked("query", anonymizer, seed, attack.reconstruct)
         adapted = self._adapted(attack, anonymizer)
-        gallery, gallery_key = self.anonymized("gallery", anonymizer, seed) if adapted else (self.images["gallery"], "clean-gallery")
+        gallery, gallery_key = self.attacked("gallery", anonymizer, seed, attack.reconstruct) if adapted else (self.images["gallery"], "clean-gallery")
         durations = {"anonymize_s": time.perf_counter() - timer, "train_s": 0.0}
         metrics: dict[str, float] = {}
         keys: dict[str, str] = {}
@@ -236,7 +265,8 @@ class PersonRecognition(Protocol):
         durations["attention_s"] = time.perf_counter() - timer
 
         timer = time.perf_counter()
-        metrics.update(self.quality(query, query_key))
+        metrics.update(self.quality(anonymized_query, anonymized_key))
+        metrics.update(self._attacked_quality.get(query_key, lambda: reconstruction_quality(query, self.images["query"])))
         durations["quality_s"] = time.perf_counter() - timer
         identities = len(set(self.labels["gallery"].tolist()))
         return CellResult(metrics=metrics, durations=durations, extra={

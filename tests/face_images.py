@@ -50,3 +50,49 @@ def face_crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float =
         crop = torch.nn.functional.interpolate(crop[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
         crop = crop.round().clamp(0, 255).to(torch.uint8)
     return crop.contiguous()
+
+
+def coffee() -> np.ndarray:
+    """scikit-image's ``coffee()``: a cup of coffee, no face (400x600)."""
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.coffee())
+
+
+def _variant(image: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` photo of ``image``: a square crop around ``box`` with a random margin and
+    shift, a random horizontal flip and brightness / contrast change (an LFW-like 250x250 photo)."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    side = int(max(x1 - x0, y1 - y0) * rng.uniform(1.9, 2.4))
+    cx = (x0 + x1) // 2 + int(rng.integers(-side // 12, side // 12 + 1))
+    cy = (y0 + y1) // 2 + int(rng.integers(-side // 12, side // 12 + 1))
+    padded = cv2.copyMakeBorder(image, side, side, side, side, cv2.BORDER_REFLECT)
+    top, left = cy - side // 2 + side, cx - side // 2 + side
+    crop = cv2.resize(padded[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    out = crop.astype(np.float32) * rng.uniform(0.8, 1.15) + rng.uniform(-20, 20)
+    return np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
+
+
+def write_photo_folder(root, per_identity: int = 4, size: int = 250, seed: int = 0, faceless: bool = False):
+    """An LFW-layout face folder of real photos (``root/<identity>/<identity>_NNNN.jpg``): augmented
+    crops of the astronaut and of Grace Hopper, ``per_identity`` each; ``faceless`` adds a photo of a
+    coffee cup to the astronaut's folder (a photo in which no face is found). Returns ``root``."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for name, image, box in (("Eileen_Collins", astronaut(), ASTRONAUT_FACE), ("Grace_Hopper", grace_hopper(), GRACE_FACE)):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(1, per_identity + 1):
+            Image.fromarray(_variant(image, box, rng, size)).save(folder / f"{name}_{index:04d}.jpg", quality=92)
+    if faceless:
+        cup = coffee()
+        Image.fromarray(np.ascontiguousarray(cup[:, 100:500])).resize((size, size)).save(root / "Eileen_Collins" / f"Eileen_Collins_{per_identity + 1:04d}.jpg", quality=92)
+    return root

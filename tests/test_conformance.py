@@ -19,7 +19,7 @@ def test_registered_anonymizer_conforms(name):
 
 def test_registry_holds_the_adapters_and_every_family():
     names = set(ANONYMIZERS.names())
-    assert {"none", "blur", "pixelate", "mask", "ksame-pixel", "ksame-select", "external", "precomputed", "blurhead", "dp-body", "dp-face", "ppas", "uap"} <= names
+    assert {"none", "blur", "pixelate", "mask", "ksame-pixel", "ksame-select", "external", "precomputed", "blurhead", "dp-body", "dp-face", "ppas", "uap", "upgan"} <= names
 
 
 def test_entry_point_plugin_conforms(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import pytest
 
 from evalsuite.cache import Cache
 from evalsuite.cli import main
+from wider_trees import astronaut_wider_tree
 
 TINY = [
     "dataset=synthetic",
@@ -89,12 +90,7 @@ def test_detection_train_reuses_the_clean_detector(validate_run, cache, tmp_path
 
 
 def test_wider_face_with_dlib_on_a_real_face(tmp_path, capsys):
-    data = pytest.importorskip("skimage.data")
-    root = tmp_path / "WIDER_FACE"
-    (root / "wider_face_split").mkdir(parents=True)
-    (root / "WIDER_val" / "images" / "0--Parade").mkdir(parents=True)
-    cv2.imwrite(str(root / "WIDER_val" / "images" / "0--Parade" / "astronaut.jpg"), data.astronaut()[:, :, ::-1])
-    (root / "wider_face_split" / "wider_face_val_bbx_gt.txt").write_text("0--Parade/astronaut.jpg\n1\n177 78 90 92 0 0 0 0 0 0\n")
+    root = astronaut_wider_tree(tmp_path / "WIDER_FACE")
     out = tmp_path / "out"
     args = ["run", "protocol=detection-validate", "dataset=wider-face", f"dataset.root={root}", "detector.upsample=0",
             "anonymizers=[none,mask]", f"cache_dir={tmp_path / 'cache'}", f"out={out}", "num_threads=1"]

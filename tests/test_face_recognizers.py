@@ -90,7 +90,7 @@ def test_dlib_recognizer_missing_models_name_the_key(tmp_path):
 def test_arcface_without_a_path_names_the_key():
     with pytest.raises(UserError) as info:
         RECOGNIZERS.build("arcface")
-    assert "recognizer.model_path" in str(info.value) and "w600k_r50.onnx" in str(info.value)
+    assert "recognizer.arcface.model_pack" in str(info.value) and "recognizer.arcface.model_path" in str(info.value) and "w600k_r50.onnx" in str(info.value)
 
 
 def test_arcface_missing_file_names_path_and_key(tmp_path):
@@ -98,7 +98,7 @@ def test_arcface_missing_file_names_path_and_key(tmp_path):
     with pytest.raises(UserError) as info:
         RECOGNIZERS.build("arcface", model_path=str(missing))
     message = str(info.value)
-    assert str(missing) in message and "recognizer.model_path" in message and "\n" not in message
+    assert str(missing) in message and "recognizer.arcface.model_path" in message and "\n" not in message
 
 
 def test_arcface_pack_folder_without_a_recognition_model(tmp_path):
@@ -123,7 +123,7 @@ def test_arcface_runs_an_onnx_model_with_insightface_preprocessing(tmp_path):
     (pack / "det_10g.onnx").write_bytes(b"")  # a pack holds other models too
     torch.onnx.export(net, (torch.zeros(1, 3, 112, 112),), str(pack / "w600k_r50.onnx"), input_names=["input.1"], output_names=["fc1"],
                       dynamic_axes={"input.1": {0: "batch"}}, dynamo=False)
-    recognizer = RECOGNIZERS.build("arcface", model_path=str(pack), batch_size=3)
+    recognizer = RECOGNIZERS.build("arcface", model_path=str(pack), batch_size=3, align="none")
     assert isinstance(recognizer, ArcFaceRecognizer) and recognizer.size == (112, 112)
     images = torch.randint(0, 256, (5, 3, 112, 112), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     emb = recognizer.embed(images)

@@ -19,7 +19,7 @@ TINY = [
     "anonymizers=[none,blackhead]",
     "attacks=[naive,adaptive]",
 ]
-METRICS = {"head_accuracy", "body_head_accuracy", "head_contribution", "ssim", "mask_ssim"}
+METRICS = {"head_accuracy", "body_head_accuracy", "head_contribution", "ssim", "mask_ssim", "attacked_psnr", "attacked_ssim"}
 
 
 def run(args, capsys):
@@ -85,7 +85,7 @@ def test_head_region_is_what_gets_anonymized(first_run):
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["attacks=[parrot]"], ["'parrot'", "attacks=[naive,adaptive]"]),
+        (["attacks=[parrot]"], ["'parrot'", "attacks=[naive,adaptive,reconstruction,reconstruction-adaptive]"]),
         (["attacker.epochs=0"], ["attacker.epochs"]),
         (["attention.sigma=-1"], ["attention.sigma"]),
         (["anonymizers=[blakhead]"], ["'blakhead'", "'blackhead'"]),

@@ -73,3 +73,26 @@ def test_reconstruction_attacks_end_to_end_in_market1501_reid(tmp_path):
     assert rows[("blur", "reconstruction")]["attacker_key"] == rows[("blur", "naive")]["attacker_key"]  # the clean attacker
     assert rows[("blur", "reconstruction-adaptive")]["attacker_key"] not in {rows[("blur", a)]["attacker_key"] for a in ("naive", "reconstruction")}
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) >= 1  # the de-anonymizer is cached
+
+
+def test_reconstruction_attacks_end_to_end_in_person_recognition(tmp_path):
+    import json
+
+    from evalsuite.cli import main
+
+    args = ["protocol=person-recognition", "dataset=synthetic", "dataset.num_train_ids=6", "dataset.num_test_ids=5", "dataset.num_distractors=2",
+            "dataset.num_junk=1", "attacker.epochs=1", "attacker.channels=4", "attacker.embedding_dim=16", "reconstruction.epochs=2",
+            "reconstruction.batch_size=8", "reconstruction.width=8", "reconstruction.depth=2", "anonymizers=[none,blurhead]",
+            "attacks=[naive,reconstruction,reconstruction-adaptive]", f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path / 'a'}"]
+    assert main(["run", *args]) == 0
+    rows = {(r["anonymizer"], r["attack"]): r for r in map(json.loads, (tmp_path / "a" / "results.jsonl").read_text().splitlines())}
+    assert len(rows) == 6
+    for attack in ("reconstruction", "reconstruction-adaptive"):
+        assert rows[("none", attack)]["metrics"] == rows[("none", "naive")]["metrics"]
+    naive, recon = rows[("blurhead", "naive")], rows[("blurhead", "reconstruction")]
+    assert recon["metrics"]["attacked_psnr"] != naive["metrics"]["attacked_psnr"]  # the recognizers saw reconstructions
+    assert recon["metrics"]["ssim"] == naive["metrics"]["ssim"]  # the anonymizer's own quality is of the anonymized queries
+    assert recon["recognizer_keys"] == naive["recognizer_keys"]  # clean recognizers
+    adaptive = rows[("blurhead", "reconstruction-adaptive")]["recognizer_keys"]
+    assert set(adaptive.values()).isdisjoint(naive["recognizer_keys"].values())
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) >= 1  # the de-anonymizer is cached

@@ -386,9 +386,9 @@ def test_market_protocol_runs_on_a_duke_tree(tmp_path: Path, capsys) -> None:
             "anonymizers=[none,blur]", "attacks=[naive]", f"cache_dir={tmp_path / 'cache'}", f"out={out}"]
     assert main(args) == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {(r["anonymizer"], r["attack"], r["dataset"]) for r in rows} == {("none", "naive", "dukemtmc"), ("blur", "naive", "dukemtmc")}
+    assert {(r["anonymizer"], r["attack"], r["dataset"]) for r in rows} == {("none", "naive", "dukemtmc (DukeMTMC-reID)"), ("blur", "naive", "dukemtmc (DukeMTMC-reID)")}
     assert all(0.0 <= r["metrics"]["rank1"] <= 1.0 for r in rows)
-    assert "dukemtmc" in (out / "table.md").read_text()
+    assert "dukemtmc (DukeMTMC-reID)" in (out / "table.md").read_text()
     capsys.readouterr()
     missing = tmp_path / "nope" / "DukeMTMC-reID"
     assert main(["run", "protocol=market1501-reid", "dataset=dukemtmc", f"dataset.root={missing}", f"out={tmp_path / 'out2'}"]) == 2

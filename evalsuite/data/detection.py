@@ -126,3 +126,22 @@ def keep_categories(coco: dict[str, Any], names: list[str] | None, source: str) 
     cats = [available[n] for n in names]
     ids = {c["id"] for c in cats}
     return {**coco, "categories": cats, "annotations": [a for a in coco["annotations"] if a["category_id"] in ids]}
+
+
+def factory_return_type(factory: Callable[..., Any]) -> Any:
+    """The return annotation of a dataset factory (None when it has none or it cannot be read)."""
+    import typing
+
+    try:
+        return typing.get_type_hints(factory).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotations: decide after building
+        return None
+
+
+def split_fingerprint(split: DetectionSplit) -> str:
+    """A hash of a split's images (id, file, size) and annotations (image, category, box, crowd)."""
+    from evalsuite.config import stable_hash
+
+    images = [(img["id"], img["file_name"], img["width"], img["height"]) for img in split.images]
+    anns = [(a["image_id"], a["category_id"], [round(float(v), 2) for v in a["bbox"]], int(a.get("iscrowd", 0))) for a in split.coco["annotations"]]
+    return stable_hash({"images": images, "annotations": anns})

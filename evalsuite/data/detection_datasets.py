@@ -2,7 +2,8 @@
 
 - ``coco``: a COCO 2017 folder (``dataset.root=/data/coco``; ``dataset.kind=instances`` or
   ``person_keypoints``; ``dataset.categories=[person]``; ``dataset.max_images=N`` for a subset);
-- ``wider-face``: a WIDER FACE folder (``dataset.root=/data/WIDER_FACE``);
+- ``wider-face``: a WIDER FACE folder (``dataset.root=/data/WIDER_FACE``; ``dataset.ground_truth=DIR``
+  for the official easy / medium / hard AP);
 - ``synthetic-coco``: seeded synthetic street scenes generated on first use into the cache
   (``<cache_dir>/datasets/synthetic-coco-<hash>``) or ``dataset.root``, then read by the
   same COCO reader. The detection protocols map ``dataset=synthetic`` to it.
@@ -36,9 +37,10 @@ def coco(
 
 
 @DATASETS.register("wider-face", description="WIDER FACE face detection (bbx_gt lists + images); dataset.root=/path/to/WIDER_FACE")
-def wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | None = None) -> DetectionDataset:
-    """WIDER FACE: ``wider_face_split/wider_face_<split>_bbx_gt.txt`` and ``WIDER_<split>/images/``."""
-    return load_wider_face(root, max_images=max_images)
+def wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | None = None, ground_truth: str | Path | None = None) -> DetectionDataset:
+    """WIDER FACE: ``wider_face_split/wider_face_<split>_bbx_gt.txt`` and ``WIDER_<split>/images/``;
+    ``ground_truth``: eval_tools' ``ground_truth`` folder for the official easy / medium / hard AP."""
+    return load_wider_face(root, max_images=max_images, ground_truth=ground_truth)
 
 
 @DATASETS.register("synthetic-coco", description="seeded synthetic street scenes with person / face boxes in COCO format (generated on first use)")

@@ -29,7 +29,8 @@ any file given as ``sidecar=``) holding what the lists lack::
 ``"face_box": null`` marks a photo in which there is no face (a detector found none and the
 user agreed): every reader drops such photos, with one log line counting them, so that one
 faceless photo does not stop a face protocol. A missing ``face_box`` key means "not given"
-(the box then comes from the landmarks, or from detection).
+(the box then comes from the landmarks, or from detection: ``dataset.detector``, cached as a
+sidecar of this format, :mod:`evalsuite.data.face_boxes`).
 
 Images: any file Pillow decodes with one of :data:`IMAGE_EXTENSIONS` (JPEG, PNG, BMP, WebP,
 TIFF and the Netpbm formats, e.g. the AT&T faces' 8-bit ``.pgm``), turned into RGB.
@@ -147,6 +148,8 @@ class FaceDataset:
     samples: list[FaceSample]
     has_identities: bool = True
     attribute_names: tuple[str, ...] = ()
+    #: how missing face boxes are detected (:mod:`evalsuite.data.face_boxes`); {}: they are not
+    detector: dict[str, Any] = field(default_factory=dict)
 
     def identities(self) -> dict[str, list[FaceSample]]:
         """identity -> its samples (sorted by path); empty when the dataset has no identities."""
@@ -247,24 +250,38 @@ def _merge_sidecar(samples: list[FaceSample], root: Path, sidecar: str | Path | 
     sources = [root / FACE_SIDECAR] if (root / FACE_SIDECAR).is_file() else []
     if sidecar is not None:
         sources.append(Path(sidecar).expanduser().absolute())
-    by_key = {s.relpath: s for s in samples}
     faceless: set[str] = set()
     for source in sources:
-        unmatched = 0
-        for key, entry in load_face_sidecar(source).items():
-            sample = by_key.get(key)
-            if sample is None:
-                unmatched += 1
-                continue
-            sample.landmarks.update(entry["landmarks"])
-            if "face_box" in entry:
-                sample.face_box = entry["face_box"]
-                faceless.discard(key)  # a later sidecar's box overrides an earlier "no face"
-            if entry.get("no_face"):
-                faceless.add(key)
-            sample.attributes.update(entry["attributes"])
-        if unmatched:
-            log.warning("%d entries of %s match no image of %s", unmatched, source, root)
+        faceless = apply_sidecar(samples, load_face_sidecar(source), source, root, faceless)
+    return drop_faceless(samples, faceless, root)
+
+
+def apply_sidecar(samples: list[FaceSample], entries: dict[str, dict[str, Any]], source: str | Path, root: str | Path,
+                  faceless: set[str] | None = None) -> set[str]:
+    """Merge one sidecar's ``entries`` (:func:`load_face_sidecar`) into ``samples``; the relpaths
+    marked "no face" so far (``faceless``, updated: a later box overrides an earlier "no face")."""
+    faceless = set(faceless or ())
+    by_key = {s.relpath: s for s in samples}
+    unmatched = 0
+    for key, entry in entries.items():
+        sample = by_key.get(key)
+        if sample is None:
+            unmatched += 1
+            continue
+        sample.landmarks.update(entry["landmarks"])
+        if "face_box" in entry:
+            sample.face_box = entry["face_box"]
+            faceless.discard(key)
+        if entry.get("no_face"):
+            faceless.add(key)
+        sample.attributes.update(entry["attributes"])
+    if unmatched:
+        log.warning("%d entries of %s match no image of %s", unmatched, source, root)
+    return faceless
+
+
+def drop_faceless(samples: list[FaceSample], faceless: set[str], root: str | Path) -> list[FaceSample]:
+    """``samples`` without those in ``faceless``, with one log line counting them."""
     if faceless:
         log.warning("skipped %d of %d photos of %s that a sidecar marks as having no face (face_box: null)", len(faceless), len(samples), root)
     return [s for s in samples if s.relpath not in faceless]
@@ -439,19 +456,32 @@ def load_utkface(root: str | Path, skip_malformed: bool = False, sidecar: str | 
 
 # --------------------------------------------------------------------------- registration
 
+def _detecting(dataset: FaceDataset, detector: str | None, upsample: int, models_dir: str | None) -> FaceDataset:
+    from evalsuite.data.face_boxes import detector_settings
+
+    dataset.detector = detector_settings(detector, upsample, models_dir)
+    return dataset
+
+
+# detector / detector_upsample / detector_models_dir: face boxes by detection where a photo has
+# none and the region needs one (evalsuite/data/face_boxes.py)
+
 @DATASETS.register("face-folder", description="faces in one folder per identity (LFW / FaceScrub style); dataset.root=/path/to/faces")
-def face_folder(root: str = "data/faces", sidecar: str | None = None) -> FaceDataset:
+def face_folder(root: str = "data/faces", sidecar: str | None = None, detector: str | None = "dlib-hog", detector_upsample: int = 1,
+                detector_models_dir: str | None = None) -> FaceDataset:
     """Faces in ``root/<identity>/<image>`` folders."""
-    return load_face_folder(root, sidecar=sidecar)
+    return _detecting(load_face_folder(root, sidecar=sidecar), detector, detector_upsample, detector_models_dir)
 
 
 @DATASETS.register("celeba", description="CelebA aligned faces with identity, attribute, landmark and partition lists; dataset.root=/path/to/celeba")
-def celeba(root: str = "data/celeba", sidecar: str | None = None) -> FaceDataset:
+def celeba(root: str = "data/celeba", sidecar: str | None = None, detector: str | None = "dlib-hog", detector_upsample: int = 1,
+           detector_models_dir: str | None = None) -> FaceDataset:
     """CelebA (``img_align_celeba`` and its lists)."""
-    return load_celeba(root, sidecar=sidecar)
+    return _detecting(load_celeba(root, sidecar=sidecar), detector, detector_upsample, detector_models_dir)
 
 
 @DATASETS.register("utkface", description="UTKFace (age / gender / race in file names, no identities: attribute utility only); dataset.root=/path/to/UTKFace")
-def utkface(root: str = "data/UTKFace", skip_malformed: bool = False, sidecar: str | None = None) -> FaceDataset:
+def utkface(root: str = "data/UTKFace", skip_malformed: bool = False, sidecar: str | None = None, detector: str | None = "dlib-hog",
+            detector_upsample: int = 1, detector_models_dir: str | None = None) -> FaceDataset:
     """UTKFace crops; no identity labels."""
-    return load_utkface(root, skip_malformed=skip_malformed, sidecar=sidecar)
+    return _detecting(load_utkface(root, skip_malformed=skip_malformed, sidecar=sidecar), detector, detector_upsample, detector_models_dir)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.data.market1501 import read_image
 from evalsuite.data.reid_common import read_reid_image

@@ -34,7 +34,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.splits import ON_DISK
 from evalsuite.data.types import SIDECAR_NAME

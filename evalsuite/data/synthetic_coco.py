@@ -32,7 +32,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.data.synthetic import (
     COCO_KEYPOINTS,

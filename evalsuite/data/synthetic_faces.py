@@ -39,7 +39,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.data.faces import (
     CELEBA_ATTR,

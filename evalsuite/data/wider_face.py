@@ -13,8 +13,9 @@ with no face still has one all-zero box line after its ``0`` count (the zero-fac
 Conversion: one ``face`` category; faces flagged ``invalid`` and boxes with zero width or
 height become ``iscrowd=1`` regions (ignored by the COCO evaluation, still anonymized);
 the attribute columns are kept under ``attributes``. COCO-style AP over all faces is not
-the official easy / medium / hard protocol (that needs the ``wider_face_*.mat`` ground
-truth of the evaluation toolbox).
+the official easy / medium / hard protocol: for that, ``dataset.ground_truth`` names the
+evaluation toolbox's ``eval_tools/ground_truth`` folder (the ``wider_*_val.mat`` files), which
+the detection protocols read (:mod:`evalsuite.metrics.wider_face`).
 """
 from __future__ import annotations
 
@@ -117,8 +118,10 @@ def read_wider_split(list_file: Path, image_dir: Path, split: str, max_images: i
     return result
 
 
-def load_wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | None = None, name: str = "wider-face") -> DetectionDataset:
-    """WIDER FACE at ``root``; splits are read when first used."""
+def load_wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | None = None, name: str = "wider-face",
+                    ground_truth: str | Path | None = None) -> DetectionDataset:
+    """WIDER FACE at ``root``; splits are read when first used. ``ground_truth``: the folder of the
+    official ``wider_*_val.mat`` files (easy / medium / hard AP), kept in the dataset's config."""
     base = Path(root).expanduser().absolute()
     if not base.is_dir():
         raise UserError(f"WIDER FACE not found: {base} does not exist (set dataset.root to the folder holding wider_face_split/ and WIDER_val/)")
@@ -129,4 +132,4 @@ def load_wider_face(root: str | Path = DEFAULT_WIDER_ROOT, max_images: int | Non
         return lambda: read_wider_split(base / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt", base / f"WIDER_{split}" / "images", split, max_images)
 
     return DetectionDataset(name=name, root=str(base), loaders={"train": loader("train"), "val": loader("val")},
-                            config={"max_images": max_images})
+                            config={"max_images": max_images, "ground_truth": str(Path(ground_truth).expanduser().absolute()) if ground_truth else None})

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.components import AnonymizerSpec
 from evalsuite.data.detection import DetectionSplit
@@ -55,7 +55,7 @@ class Scenes:
         array = read_image(data.image_path(info))
         if array.shape[:2] != (info["height"], info["width"]):
             raise UserError(f"image {data.image_path(info)} is {array.shape[1]}x{array.shape[0]} but {data.source} says {info['width']}x{info['height']}")
-        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # decoders may hand back read-only memory
         if self._in_memory.setdefault(split, fits_in_memory(data)):
             self._images.setdefault(split, [None] * len(data.images))[index] = tensor
         return tensor
@@ -87,20 +87,27 @@ class Scenes:
         return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64)}
 
     def coco_results(self, model: nn.Module, split: str, images: Callable[[int], torch.Tensor], categories: list[str], batch: int,
-                     description: str) -> list[dict[str, Any]]:
-        """COCO results of ``model`` on every image ``images(i)`` of ``split``."""
+                     description: str, label_map: dict[int, int] | None = None) -> list[dict[str, Any]]:
+        """COCO results of ``model`` on every image ``images(i)`` of ``split``: label ``k`` is
+        ``categories[k - 1]``, or category id ``label_map[k]`` when a map is given (other labels
+        are dropped). Keypoints, when the model predicts them, come along as ``[x1, y1, v1, ...]``."""
         data = self.splits[split]
-        cat_ids = [data.category_id(name) for name in categories]
+        if label_map is None:
+            label_map = {k: cid for k, cid in enumerate((data.category_id(name) for name in categories), start=1) if cid is not None}
         results: list[dict[str, Any]] = []
         for start in tqdm(range(0, len(data.images), batch), desc=description, unit="batch", leave=False):
             indices = range(start, min(start + batch, len(data.images)))
             outputs = predict(model, [images(i) for i in indices], self.device)
             for i, out in zip(indices, outputs):
                 image_id = data.images[i]["id"]
-                for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
-                    if 1 <= label <= len(cat_ids) and cat_ids[label - 1] is not None:
-                        results.append({"image_id": image_id, "category_id": cat_ids[label - 1],
-                                        "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
+                keypoints = out["keypoints"].flatten(1).tolist() if "keypoints" in out else None
+                for j, (box, score, label) in enumerate(zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist())):
+                    if label in label_map:
+                        result = {"image_id": image_id, "category_id": label_map[label],
+                                  "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)}
+                        if keypoints is not None:
+                            result["keypoints"] = keypoints[j]
+                        results.append(result)
         return results
 
     def samples(self, split: str, specs: list[AnonymizerSpec], seed: int, count: int) -> Any:

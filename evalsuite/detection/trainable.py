@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.errors import UserError
 
@@ -303,7 +303,8 @@ def train_detector(
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Sequence[torch.Tensor], device: str = "cpu") -> list[dict[str, torch.Tensor]]:
-    """Detections (xyxy ``boxes``, ``scores``, ``labels``, on CPU) of uint8 CHW images."""
+    """Detections (xyxy ``boxes``, ``scores``, ``labels``, and ``keypoints`` when predicted; on CPU) of
+    uint8 CHW images. Mask R-CNN's image-sized ``masks`` are dropped (only boxes are scored)."""
     model.to(device).eval()
     outputs = model([image.to(device).float().div_(255) for image in images])
-    return [{k: v.detach().cpu() for k, v in out.items()} for out in outputs]
+    return [{k: v.detach().cpu() for k, v in out.items() if k != "masks"} for out in outputs]

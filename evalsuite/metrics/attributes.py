@@ -90,7 +90,7 @@ def select_attributes(annotations: Sequence[dict[str, Any]], names: Sequence[str
     available = categorical_attributes(annotations)
     if names is None:
         if not available:
-            raise UserError("attribute accuracy needs categorical 'attributes' annotations on the training images and found none; supply them with dataset.annotations=FILE or drop attribute_accuracy")
+            raise UserError("attribute accuracy needs categorical 'attributes' annotations on the training images and found none; supply them with dataset.annotations=FILE (re-id sets) or dataset.sidecar=FILE (face datasets: an \"attributes\" object per image)")
         return available
     from evalsuite.errors import did_you_mean
 

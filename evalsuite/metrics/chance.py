@@ -13,6 +13,7 @@ of matches, number of identities), so it holds for real datasets as well as the 
   valid queries.
 - Closed-set identification over ``n`` identities: top-1 chance ``1 / n``.
 - Verification: ROC AUC 0.5, TPR at a false-positive rate ``f``: ``f``.
+- Pair verification accuracy: the share of the more frequent label (a constant answer).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["closed_set_chance", "reid_chance", "verification_chance"]
+__all__ = ["closed_set_chance", "pair_accuracy_chance", "reid_chance", "verification_chance"]
 
 
 def _log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -66,3 +67,10 @@ def closed_set_chance(num_identities: int) -> dict[str, float]:
 def verification_chance(fprs: dict[str, float]) -> dict[str, float]:
     """ROC AUC of a random score (0.5) and TPR at each named false-positive rate (the rate itself)."""
     return {"roc_auc": 0.5, **{name: float(rate) for name, rate in fprs.items()}}
+
+
+def pair_accuracy_chance(num_matched: int, num_mismatched: int) -> float:
+    """Verification accuracy of a constant answer: the share of the more frequent kind of pair."""
+    if num_matched < 0 or num_mismatched < 0 or num_matched + num_mismatched == 0:
+        raise ValueError(f"need pairs, got {num_matched} matched and {num_mismatched} mismatched")
+    return max(num_matched, num_mismatched) / (num_matched + num_mismatched)

@@ -45,7 +45,7 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 from torchvision.models.inception import BasicConv2d, InceptionA, InceptionB
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite.cache import Cache
 from evalsuite.config import stable_hash

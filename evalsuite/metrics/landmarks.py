@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from evalsuite.progress import tqdm
 
 from evalsuite import dlib_models
 from evalsuite.errors import UserError

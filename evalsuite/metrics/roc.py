@@ -27,7 +27,7 @@ import numpy as np
 from evalsuite.metrics.identification import FPR_TARGETS
 from evalsuite.metrics.spec import MetricSpec, register_metric
 
-__all__ = ["FPR_GRID", "REID_VERIFICATION_METRICS", "reid_pairs", "reid_verification", "roc_points", "tpr_at_fprs"]
+__all__ = ["FPR_GRID", "REID_VERIFICATION_METRICS", "fpr_cuts", "reid_pairs", "reid_verification", "roc_points", "tpr_at_fprs"]
 
 FPR_GRID = np.unique(np.concatenate([np.logspace(-5, 0, 51), list(FPR_TARGETS.values())]))
 REID_FPR_TARGETS = {"reid_tpr_at_fpr1": 0.01, "reid_tpr_at_fpr01": 0.001}
@@ -49,14 +49,26 @@ def tpr_at_fprs(genuine: Any, scores: Any, targets: Any) -> tuple[np.ndarray, np
     impostor = np.sort(scores[~genuine])[::-1]  # descending
     positive = np.sort(scores[genuine])
     n_imp, n_gen = impostor.size, positive.size
-    targets = np.atleast_1d(np.asarray(targets, dtype=np.float64))
-    allowed = np.floor(targets * n_imp + 1e-9).astype(np.int64)
-    tpr, fpr = np.ones(len(targets)), np.ones(len(targets))
-    inside = allowed < n_imp
-    cut = impostor[allowed[inside]]  # the (k + 1)-th highest impostor score must be rejected
+    cuts = fpr_cuts(impostor, targets, descending=True)
+    tpr, fpr = np.ones(len(cuts)), np.ones(len(cuts))
+    inside = np.isfinite(cuts)
+    cut = cuts[inside]
     tpr[inside] = (n_gen - np.searchsorted(positive, cut, side="right")) / n_gen
     fpr[inside] = np.searchsorted(-impostor, -cut, side="left") / n_imp  # impostors strictly above the cut
     return tpr, fpr
+
+
+def fpr_cuts(impostor_scores: Any, targets: Any, descending: bool = False) -> np.ndarray:
+    """The threshold of the rule in the module docstring at each FPR target: accept a pair when its
+    score is strictly above it (the ``(k + 1)``-th highest impostor score; -inf when every impostor may pass).
+    ``descending``: the scores are already sorted from the highest."""
+    impostor = np.asarray(impostor_scores).ravel()
+    impostor = impostor if descending else np.sort(impostor)[::-1]
+    allowed = np.floor(np.atleast_1d(np.asarray(targets, dtype=np.float64)) * impostor.size + 1e-9).astype(np.int64)
+    inside = allowed < impostor.size
+    cuts = np.full(allowed.shape, -np.inf)
+    cuts[inside] = impostor[allowed[inside]]  # the (k + 1)-th highest impostor score must be rejected
+    return cuts
 
 
 def roc_points(genuine: Any, scores: Any) -> dict[str, np.ndarray]:
