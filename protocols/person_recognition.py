@@ -1,49 +1,33 @@
 """``person-recognition``: head obfuscation against naeil-style recognizers (Sun et al. 2018, Table 1).
 
 The head box of every full-person image is anonymized (``region.name=head``) and two
-recognizers try to name the person (:mod:`attacks.person_recognizer`): one on the head crop
-(``head_accuracy``), one on the whole image (``body_head_accuracy``). Beside them: the
-recognizer attention of the body+head recognizer (``head_contribution``,
-:mod:`evalsuite.metrics.attention`) and the image quality of the anonymized test images
-(``ssim`` on the whole image, ``mask_ssim`` on the anonymized region).
+recognizers (:mod:`attacks.person_recognizer`) name the person: on the head crop
+(``head_accuracy``) and on the whole image (``body_head_accuracy``). Beside them: the body+head
+recognizer's attention (``head_contribution``, :mod:`evalsuite.metrics.attention`) and the
+anonymized queries' ``ssim`` / ``mask_ssim``.
 
-Splits (:mod:`evalsuite.splits`, of a :class:`~evalsuite.data.types.ReidDataset`):
-
-- ``train``: the CNN feature extractors learn from it (its identities are disjoint from the
-  test identities, as naeil's PIPA train set);
-- ``gallery``: enrollment, the images the identity SVM is fitted on;
-- ``query``: the recognized (test) images.
-
-Only gallery images of identities that have queries, and queries of identities that are in
-the gallery, are used (the synthetic gallery's pid 0 distractors are dropped). On the
-synthetic set (Market-1501 layout) the gallery holds 1-2 images from every camera of a test
-identity and the queries one image from each of 2-3 of its cameras; ``dataset=pipa`` splits
-PIPA's test instances per identity in seeded halves (:mod:`evalsuite.data.pipa`).
+Splits (:mod:`evalsuite.splits`): ``train`` (the CNN feature extractors; identities disjoint
+from the test ones, as naeil's PIPA train set), ``gallery`` (enrollment: the identity SVM)
+and ``query`` (recognized). Only identities in both gallery and query are used. On the
+synthetic set the gallery holds 1-2 images per camera of a test identity and the queries one
+from each of 2-3 cameras; ``dataset=pipa`` splits each test identity's instances in seeded halves.
 
 Threat models (what the recognizers saw when they were trained):
 
-- ``naive``: feature extractors trained on the clean train split and the SVM fitted on the
-  clean gallery; the anonymized queries are recognized (a recognizer that never saw an
-  obfuscated head, UP-GAN's threat model I);
-- ``adaptive``: feature extractors trained on the anonymized train split and the SVM fitted
-  on the anonymized gallery (the closed-set identification form of UP-GAN's threat model
-  II: trained and tested on anonymized images). This is our reading of Sun et al.'s Table 1:
-  they "retrained [naeil's recognizers] on our data-splits", i.e. the SVM's training half
-  of the test set is obfuscated like the evaluated half, and they follow Oh et al. (2016),
-  whose recognizers adapt to the obfuscation. Sun et al. do not say whether the CNN feature
-  extractors were retrained on obfuscated images; we adapt both.
+- ``naive``: CNNs on the clean train split, SVM on the clean gallery (UP-GAN's threat model I);
+- ``adaptive``: CNNs on the anonymized train split, SVM on the anonymized gallery (threat
+  model II). Our reading of Sun et al.'s "retrained [naeil's recognizers] on our data-splits",
+  after Oh et al. (2016), whose recognizers adapt; Sun et al. do not say whether the CNNs
+  were retrained too; we adapt both;
+- ``reconstruction``: a de-anonymizer (:mod:`attacks.reconstruction`; L1 only, the SVM scores
+  are no perceptual loss) learns to undo the anonymizer from the (anonymized, original)
+  training pairs; the clean recognizers see its reconstructions of the queries;
+- ``reconstruction-adaptive``: recognizers trained on the reconstructed train split and the
+  SVM on the reconstructed gallery.
 
-- ``reconstruction``: a de-anonymizer (:mod:`attacks.reconstruction`, L1 only: the
-  recognizers' SVM scores are not a perceptual loss) learns to undo the anonymizer from the
-  (anonymized, original) training pairs; the clean-trained recognizers see its reconstructions
-  of the anonymized queries;
-- ``reconstruction-adaptive``: the same, with recognizers trained on the reconstructed
-  training split and the SVM fitted on the reconstructed gallery.
-
-Anonymizers that need fitting (k-Same) are fitted on the split they anonymize: k-Same is
-defined on a closed set. Anonymized splits, trained recognizers and their cache keys follow
-``protocols/market1501_reid.py``: anonymized sets and CNN state dicts are cached on disk by a
-hash of everything that produced them; SVMs (fast to fit) and features are kept in memory.
+k-Same is fitted on the split it anonymizes (it is defined on a closed set). Anonymized sets
+and CNN state dicts are cached by a hash of everything that produced them; SVMs and features
+are kept in memory.
 """
 from __future__ import annotations
 
