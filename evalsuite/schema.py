@@ -142,6 +142,25 @@ _RECONSTRUCTION = {"epochs": Int(ge=1), "batch_size": Int(ge=1), "lr": Float(gt=
                    "perceptual_weight": Float(ge=0)}
 _TRAINED_CNN = {"epochs": Int(ge=1), "batch_size": Int(ge=1), "lr": Float(gt=0), "width": Int(ge=1)}
 
+_FACE_CROPS = {"image_size": Int(ge=16), "center_crop": Float(gt=0, le=1)}
+#: the face recognizers' settings (evalsuite.face_recognizers), shared by the face protocols
+_FACE_RECOGNIZERS = {
+    "recognizer.arcface.input_mean": Float(), "recognizer.arcface.input_std": Float(gt=0), "recognizer.arcface.batch_size": Int(ge=1),
+    "recognizer.cnn.input_size": Int(ge=16), "recognizer.cnn.width": Int(ge=1), "recognizer.cnn.embedding_dim": Int(ge=1),
+    "recognizer.cnn.epochs": Int(ge=1), "recognizer.cnn.batch_size": Int(ge=1), "recognizer.cnn.lr": Float(gt=0),
+    "recognizer.cnn.momentum": Float(ge=0, lt=1), "recognizer.cnn.weight_decay": Float(ge=0), "recognizer.cnn.label_smoothing": Float(ge=0, lt=1),
+    "recognizer.cnn.margin": Float(ge=0), "recognizer.cnn.scale": Float(gt=0), "recognizer.cnn.dropout": Float(ge=0, lt=1),
+    "recognizer.cnn.shift": Int(ge=0), "recognizer.cnn.jitter": Float(ge=0),
+    "recognizer.iresnet.depth": Int(choices=(18, 34, 50, 100)), "recognizer.iresnet.base_width": Int(ge=1),
+    "recognizer.iresnet.embedding_dim": Int(ge=1), "recognizer.iresnet.dropout": Float(ge=0, lt=1), "recognizer.iresnet.epochs": Int(ge=0),
+    "recognizer.iresnet.batch_size": Int(ge=1), "recognizer.iresnet.lr": Float(gt=0), "recognizer.iresnet.momentum": Float(ge=0, lt=1),
+    "recognizer.iresnet.weight_decay": Float(ge=0), "recognizer.iresnet.margin": Float(ge=0), "recognizer.iresnet.scale": Float(gt=0),
+    "recognizer.iresnet.shift": Int(ge=0), "recognizer.iresnet.jitter": Float(ge=0),
+    "recognizer.dlib.landmarks": Int(choices=(68, 5)), "recognizer.dlib.crop_margin": Float(ge=0, lt=0.5), "recognizer.dlib.min_size": Int(ge=1),
+    "recognizer.arcface.det_size": Int(ge=32), "recognizer.arcface.det_thresh": Float(ge=0, le=1),
+    "recognizer.arcface.crop_margin": Float(ge=0, lt=0.5),
+}
+
 #: each built-in protocol's own numeric keys
 PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
     "market1501-reid": {
@@ -162,27 +181,18 @@ PROTOCOL_SCHEMAS: dict[str, dict[str, Check]] = {
     },
     "face-identification": {
         **{f"reconstruction.{k}": v for k, v in _RECONSTRUCTION.items()},
-        **_REGION,
-        "image_size": Int(ge=16), "center_crop": Float(gt=0, le=1),
+        **_REGION, **_FACE_CROPS, **_FACE_RECOGNIZERS,
         "split.enrol_fraction": Float(gt=0, lt=1), "split.seed": Int(ge=0, le=SEED_MAX), "split.min_images": Int(ge=2),
         "split.max_identities": Int(ge=2, optional=True), "split.max_images_per_identity": Int(ge=2, optional=True),
-        "recognizer.arcface.input_mean": Float(), "recognizer.arcface.input_std": Float(gt=0), "recognizer.arcface.batch_size": Int(ge=1),
-        "recognizer.cnn.input_size": Int(ge=16), "recognizer.cnn.width": Int(ge=1), "recognizer.cnn.embedding_dim": Int(ge=1),
-        "recognizer.cnn.epochs": Int(ge=1), "recognizer.cnn.batch_size": Int(ge=1), "recognizer.cnn.lr": Float(gt=0),
-        "recognizer.cnn.momentum": Float(ge=0, lt=1), "recognizer.cnn.weight_decay": Float(ge=0), "recognizer.cnn.label_smoothing": Float(ge=0, lt=1),
-        "recognizer.cnn.margin": Float(ge=0), "recognizer.cnn.scale": Float(gt=0), "recognizer.cnn.dropout": Float(ge=0, lt=1),
-        "recognizer.cnn.shift": Int(ge=0), "recognizer.cnn.jitter": Float(ge=0),
-        "recognizer.iresnet.depth": Int(choices=(18, 34, 50, 100)), "recognizer.iresnet.base_width": Int(ge=1),
-        "recognizer.iresnet.embedding_dim": Int(ge=1), "recognizer.iresnet.dropout": Float(ge=0, lt=1), "recognizer.iresnet.epochs": Int(ge=0),
-        "recognizer.iresnet.batch_size": Int(ge=1), "recognizer.iresnet.lr": Float(gt=0), "recognizer.iresnet.momentum": Float(ge=0, lt=1),
-        "recognizer.iresnet.weight_decay": Float(ge=0), "recognizer.iresnet.margin": Float(ge=0), "recognizer.iresnet.scale": Float(gt=0),
-        "recognizer.iresnet.shift": Int(ge=0), "recognizer.iresnet.jitter": Float(ge=0),
-        "recognizer.dlib.landmarks": Int(choices=(68, 5)), "recognizer.dlib.crop_margin": Float(ge=0, lt=0.5), "recognizer.dlib.min_size": Int(ge=1),
         "classifier.C": Float(gt=0), "classifier.max_iter": Int(ge=1),
+    },
+    "lfw-verification": {
+        **_REGION, **_FACE_CROPS, **_FACE_RECOGNIZERS,
+        "pairs.folds": Int(ge=2), "pairs.per_fold": Int(ge=1), "pairs.seed": Int(ge=0, le=SEED_MAX),
     },
     "image-quality": {
         **_REGION,
-        "image_size": Int(ge=16), "center_crop": Float(gt=0, le=1),  # face datasets
+        **_FACE_CROPS,  # face datasets
         "fid.seed": Int(ge=0, le=SEED_MAX), "fid.size": Int(ge=16), "fid.kid_subsets": Int(ge=1), "fid.kid_subset_size": Int(ge=2),
         "realness.accept_originals": Float(gt=0, le=1), **{f"realness.{k}": v for k, v in _TRAINED_CNN.items()},
         **{f"attributes.{k}": v for k, v in _TRAINED_CNN.items()},
