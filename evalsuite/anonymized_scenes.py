@@ -59,7 +59,6 @@ class AnonymizedScenes:
         self.device = device
         self.memory_bytes = int(memory_bytes)
         self._sets: dict[str, list[torch.Tensor]] = {}
-        self._cache = cache
         self._fitter: AnonymizedSets | None = None
         self._train: tuple[Callable[[], ImageSet], str] | None = None
         self._train_set: ImageSet | None = None
@@ -67,7 +66,7 @@ class AnonymizedScenes:
     def fit_on_train(self, train: Callable[[], ImageSet], train_key: str) -> None:
         """``fit_on: train`` anonymizers are fitted on ``train()`` (built when first needed), whose data ``train_key`` names."""
         self._train, self._train_set = (train, train_key), None
-        self._fitter = AnonymizedSets(self._cache, {**self.context, "fit_data": train_key}, self.device)
+        self._fitter = AnonymizedSets(self.artifacts.cache, {**self.context, "fit_data": train_key}, self.device)
 
     def key(self, scenes: SceneSet, spec: AnonymizerSpec, seed: int) -> str:
         """The key of ``scenes`` anonymized by ``spec`` (see the class docstring)."""
