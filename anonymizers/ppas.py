@@ -41,6 +41,7 @@ perturbation draws come from the seeded generator, one numpy stream per instance
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import asdict, dataclass, fields
@@ -53,9 +54,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from evalsuite.progress import tqdm
 
-from anonymizers.base import Anonymizer, file_version
+from anonymizers.base import Anonymizer, file_version, load_state_file, save_state
 from anonymizers.deepprivacy import _load_module, crop, expanded_box, instances, read_checkpoint, resize, to_signed, to_uint8
 from anonymizers.ppas_selection import PPAS, check_params, privacy_report
+from evalsuite.config import stable_hash
 from evalsuite.errors import UserError
 from evalsuite.registry import ANONYMIZERS
 
@@ -66,6 +68,8 @@ FORMAT = "evalsuite-ppas/1"
 #: sensitive: gender (StarGAN's fifth attribute), kept as the face shows it
 DEFAULT_QUASI_IDENTIFIERS = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Young", "Eyeglasses")
 DEFAULT_SENSITIVE = ("Male",)
+#: the selection's parameters: they do not change the trained networks
+SELECTION_PARAMS = ("k", "l", "t", "epsilon")
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,7 @@ class PPASAnonymizer(Anonymizer):
         if self._checkpoint_state is not None:
             return self.load_state(self._checkpoint_state, source=str(self.checkpoint))
         from evalsuite.metrics.classifier import SmallCNN, train_classifier
+        from evalsuite.pipeline import Artifacts
 
         table = attribute_table(annotations, self.quasi_identifiers + self.sensitive, images.shape[0])
         ppas = self._selector(table)
@@ -339,15 +344,40 @@ class PPASAnonymizer(Anonymizer):
         q = len(self.quasi_identifiers)
         codes = torch.as_tensor(np.stack([ppas.encode(table[i][:q]) for i, _, _ in where]), dtype=torch.long)
         domains = [len(d) for d in ppas.domains]
-        torch.manual_seed(int(seed))
+
+        def train() -> dict[str, Any]:
+            torch.manual_seed(int(seed))
+            classifier = SmallCNN(domains, width=int(self.classifier_width))
+            classifier = train_classifier(classifier, crops, codes, int(self.classifier_epochs), 32, 5e-3, int(seed), str(device), "train ppas attribute classifier")
+            generator = StarGANTrainer(self.config, crops, codes, domains, int(seed), device).train()
+            return {**{f"g.{k}": v for k, v in generator.state_dict().items()}, **{f"c.{k}": v for k, v in classifier.state_dict().items()}}
+
+        # the networks do not depend on k / l / t / epsilon: a sweep over them trains once
+        key = self._networks_key(crops, codes, domains, seed, device)
+        networks, cached = Artifacts(cache).get_or_build("ppas-networks", key, ".safetensors", load_state_file, train, save_state, what="ppas networks")
+        if cached:
+            log.info("ppas: attribute classifier and generator read from the cache (%s); only the selection is new", key)
+        generator = StarGenerator(sum(domains), self.config.channels, self.config.blocks)
         classifier = SmallCNN(domains, width=int(self.classifier_width))
-        classifier = train_classifier(classifier, crops, codes, int(self.classifier_epochs), 32, 5e-3, int(seed), str(device), "train ppas attribute classifier")
-        generator = StarGANTrainer(self.config, crops, codes, domains, int(seed), device).train()
-        self.generator_, self.classifier_, self.ppas_, self.table_ = generator.cpu(), classifier.cpu().eval(), ppas, table
+        _load_module(generator, networks, "g.", "cached ppas networks")
+        _load_module(classifier, networks, "c.", "cached ppas networks")
+        self.generator_, self.classifier_, self.ppas_, self.table_ = generator.eval(), classifier.eval(), ppas, table
         self.privacy_ = self._training_privacy()
         log.info("ppas: released training table achieves k=%d, l=%.3g, t=%.3g over %d classes (asked k=%d, l=%g, t=%g)",
                  self.privacy_["k"], self.privacy_["l"], self.privacy_["t"], self.privacy_["classes"], self.config.k, self.config.l, self.config.t)
         return self
+
+    def _networks_key(self, crops: torch.Tensor, codes: torch.Tensor, domains: Sequence[int], seed: int, device: str | torch.device) -> str:
+        """What the classifier and generator are trained from: the crops, their attribute codes, every
+        parameter but the selection's (k, l, t, epsilon), the seed, the device and the code."""
+        digest = hashlib.blake2b(digest_size=16)
+        for tensor in (crops, codes):
+            array = np.ascontiguousarray(tensor.detach().cpu().numpy())
+            digest.update(repr((array.shape, array.dtype.str)).encode())
+            digest.update(array.tobytes())
+        params = {k: v for k, v in self.get_params().items() if k not in SELECTION_PARAMS}
+        return stable_hash({"kind": "ppas-networks", "code": self.code_hash(), "params": params, "domains": list(domains),
+                            "seed": int(seed), "device": str(device), "data": digest.hexdigest()})
 
     def _selector(self, table: list[list[Any]]) -> PPAS:
         q = len(self.quasi_identifiers)

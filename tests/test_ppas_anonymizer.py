@@ -126,3 +126,28 @@ def test_stargan_training_lowers_the_reconstruction_error():
     trainer.generator.train()
     trainer.train()
     assert reconstruction() < 0.7 * before
+
+
+def test_a_selection_sweep_trains_the_networks_once(tmp_path, monkeypatch, fitted):
+    """k / l / t / epsilon only change the selection: refits with other values read the cached
+    networks (identical weights); a training parameter or another seed trains again."""
+    from evalsuite.cache import Cache
+
+    cache = Cache(tmp_path)
+    images, masks, annotations = faces()
+    trainings = []
+    original = StarGANTrainer.train
+    monkeypatch.setattr(StarGANTrainer, "train", lambda self: trainings.append(1) or original(self))
+    first = PPASAnonymizer(**TINY).fit(images, masks, annotations, seed=0, cache=cache)
+    assert len(trainings) == 1
+    for change in ({"k": 2}, {"l": 1.0, "t": 1.0}, {"epsilon": None}):
+        other = PPASAnonymizer(**{**TINY, **change}).fit(images, masks, annotations, seed=0, cache=cache)
+        assert len(trainings) == 1, change
+        for name, tensor in first.generator_.state_dict().items():
+            assert torch.equal(tensor, other.generator_.state_dict()[name])
+    PPASAnonymizer(**{**TINY, "steps": 5}).fit(images, masks, annotations, seed=0, cache=cache)
+    PPASAnonymizer(**TINY).fit(images, masks, annotations, seed=1, cache=cache)
+    assert len(trainings) == 3
+    # without a cache the fit equals the cached one (same seed, same weights)
+    for name, tensor in fitted.generator_.state_dict().items():
+        assert torch.equal(tensor, first.generator_.state_dict()[name])
