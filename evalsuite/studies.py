@@ -16,6 +16,8 @@ The built-in studies reproduce the seeds' comparison tables on the embedded defa
 - ``upgan``: UP-GAN's Table 1 (naive / adaptive top-1 of blur, pixelation, k-Same and UP-GAN)
   with AnonymousNet's ppas and uap, plus FID, attribute accuracy and PSNR / SSIM / MS-SSIM of
   the same anonymizers on the same faces' dataset.
+- ``ppas-tradeoff``: AnonymousNet's PPAS with selection off, at its default, and stricter in k,
+  t or epsilon: identification against attribute accuracy and image quality.
 
 Add one with :func:`register_study`.
 """
@@ -142,5 +144,16 @@ register_study(
     [
         ("face-identification", ["protocol=face-identification", *UPGAN_TABLE1, "attacks=[naive,adaptive]"]),
         ("image-quality", ["protocol=image-quality", *UPGAN_TABLE1]),
+    ],
+)
+
+PPAS_SWEEP = ("anonymizers=[none,{name:ppas,k:1,l:1,t:1,epsilon:null,label:ppas-off},ppas,{name:ppas,k:100,label:ppas-k100},"
+              "{name:ppas,t:0.05,label:ppas-t0.05},{name:ppas,epsilon:1,label:ppas-eps1}]", "dataset=synthetic-faces", "region.name=image")
+register_study(
+    "ppas-tradeoff",
+    "AnonymousNet's PPAS at several k / l / t / epsilon: identification (naive / adaptive) against attribute accuracy and image quality; the networks train once per part",
+    [
+        ("face-identification", ["protocol=face-identification", *PPAS_SWEEP, "attacks=[naive,adaptive]"]),
+        ("image-quality", ["protocol=image-quality", *PPAS_SWEEP]),
     ],
 )

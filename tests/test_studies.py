@@ -15,10 +15,15 @@ TINY_MARKET = ["protocol=market1501-reid", "dataset=synthetic", "dataset.num_tra
                "dataset.num_junk=1", "attacker.epochs=1", "attacker.batch_size=8", "anonymizers=[none,blur]", "attacks=[naive]"]
 TINY_QUALITY = ["protocol=image-quality", "dataset=synthetic", "dataset.num_train_ids=6", "dataset.num_test_ids=5", "dataset.num_distractors=2",
                 "dataset.num_junk=1", "anonymizers=[none,mask]", "table.metrics=[psnr,ssim]"]
+BUILTIN = [name for name in STUDIES.names() if not name.startswith("tiny")]
 register_study("tiny-test-study", "two tiny parts, for the tests", [("reid", TINY_MARKET), ("quality", TINY_QUALITY)])
 
 
-@pytest.mark.parametrize("name", ["deepprivacy", "attack-strength", "upgan"])
+def test_every_documented_study_is_registered():
+    assert {"deepprivacy", "attack-strength", "upgan", "ppas-tradeoff"} <= set(BUILTIN)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_studies_compose_and_name_real_components(name):
     study = STUDIES.build(name)
     for part, overrides in study.part_overrides([]).items():
@@ -63,3 +68,16 @@ def test_parts_runs_only_the_named_parts_and_the_report_keeps_earlier_ones(tmp_p
     assert main(["study", "tiny-test-study", f"out={out}", cache, "parts=[reid]"]) == 0
     report = (out / "report.md").read_text()
     assert "image-quality" in report and "market1501-reid" in report  # the earlier part's folder is still reported
+
+
+def test_ppas_tradeoff_sweeps_the_selection_only():
+    """Its ppas rows differ in k / l / t / epsilon alone, so the networks (cached apart) train once per part."""
+    study = STUDIES.build("ppas-tradeoff")
+    for overrides in study.part_overrides([]).values():
+        anonymizers, _, _ = resolve_components(compose([*overrides, "out=/tmp/unused"]))
+        ppas = [spec for spec in anonymizers if spec.name == "ppas"]
+        assert len(ppas) == 5
+        trained = [{k: v for k, v in spec.anonymizer.get_params().items() if k not in ("k", "l", "t", "epsilon")} for spec in ppas]
+        assert all(params == trained[0] for params in trained)
+        selections = {tuple(spec.anonymizer.get_params()[k] for k in ("k", "l", "t", "epsilon")) for spec in ppas}
+        assert len(selections) == 5 and (1, 1.0, 1.0, None) in selections
