@@ -14,8 +14,9 @@ The built-in studies reproduce the seeds' comparison tables on the embedded defa
 - ``attack-strength``: every attacker side by side for the classic anonymizers and k-Same
   (SEBA, Fantômas), on person re-identification and face identification;
 - ``upgan``: UP-GAN's Table 1 (naive / adaptive top-1 of blur, pixelation, k-Same and UP-GAN)
-  with AnonymousNet's ppas and uap, plus FID, attribute accuracy and PSNR / SSIM / MS-SSIM of
-  the same anonymizers on the same faces' dataset.
+  with AnonymousNet's ppas and uap, naive top-1 of dlib's pretrained recognizer (uap's
+  transfer), plus FID, attribute accuracy and PSNR / SSIM / MS-SSIM of the same anonymizers on
+  the same faces' dataset.
 - ``ppas-tradeoff``: AnonymousNet's PPAS with selection off, at its default, and stricter in k,
   t or epsilon: identification against attribute accuracy and image quality.
 
@@ -143,6 +144,8 @@ register_study(
     "UP-GAN Table 1: naive / adaptive face identification of blur, pixelation, k-Same, upgan, ppas and uap, with FID, attribute accuracy and PSNR / SSIM / MS-SSIM",
     [
         ("face-identification", ["protocol=face-identification", *UPGAN_TABLE1, "attacks=[naive,adaptive]"]),
+        # a recognizer uap's surrogate is not: transfer (dlib's shipped ResNet, never trained here)
+        ("face-identification-dlib", ["protocol=face-identification", *UPGAN_TABLE1, "recognizer.name=dlib", "attacks=[naive]"]),
         ("image-quality", ["protocol=image-quality", *UPGAN_TABLE1]),
     ],
 )
