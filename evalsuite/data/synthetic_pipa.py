@@ -57,6 +57,7 @@ from evalsuite.data.synthetic import (
     _encode,
     _rng,
     build_scene,
+    coerce_fields,
     config_hash,
     default_root,
     generate_atomically,
@@ -106,25 +107,7 @@ class PipaSyntheticConfig:
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            try:
-                if isinstance(f.default, tuple):
-                    value = tuple(int(v) for v in value)
-                    if len(value) != 2 or any(isinstance(v, bool) for v in getattr(self, f.name)):
-                        raise ValueError
-                elif isinstance(f.default, float):
-                    if isinstance(value, bool) or not math.isfinite(float(value)):
-                        raise ValueError
-                    value = float(value)
-                else:
-                    if isinstance(value, bool) or float(value) != int(value):
-                        raise ValueError
-                    value = int(value)
-            except (TypeError, ValueError):
-                expected = "a pair of integers [low, high]" if isinstance(f.default, tuple) else "a number" if isinstance(f.default, float) else "an integer"
-                raise UserError(f"synthetic-pipa setting dataset.{f.name}={value!r}: expected {expected}") from None
-            object.__setattr__(self, f.name, value)
+        coerce_fields(self, "synthetic-pipa")
         self._validate()
 
     def _validate(self) -> None:
@@ -212,12 +195,18 @@ def plan_photos(config: PipaSyntheticConfig) -> list[PhotoSpec]:
     train_ids = list(range(config.num_train_ids))
     test_ids = list(range(config.num_train_ids, config.num_train_ids + config.num_test_ids))
     photosets = [(TRAIN_SUBSET, m) for m in _memberships(rng, train_ids, config)] + [(TEST_SUBSET, m) for m in _memberships(rng, test_ids, config)]
-    # Flickr-like ids: distinct 17-digit photoset ids and 10-digit photo ids
+    # Flickr-like ids: 17-digit photoset ids and 10-digit photo ids, all distinct
     photoset_ids = sorted(rng.choice(10**8, size=len(photosets), replace=False).tolist())
+    used: set[int] = set()
+
+    def photo_id() -> str:
+        while (number := int(rng.integers(10**9))) in used:
+            pass
+        used.add(number)
+        return f"{10**9 + number}"
+
     specs: list[PhotoSpec] = []
     next_stranger = config.num_train_ids + config.num_test_ids
-    photo_ids = iter(rng.choice(10**9, size=10**5 if len(photosets) * config.photos_per_photoset[1] > 10**5 else len(photosets) * config.photos_per_photoset[1],
-                                replace=False).tolist())
     for p, (subset, members) in enumerate(photosets):
         n_photos = int(rng.integers(config.photos_per_photoset[0], config.photos_per_photoset[1] + 1))
         shown = rng.random((n_photos, len(members))) < config.appearance_probability
@@ -237,7 +226,7 @@ def plan_photos(config: PipaSyntheticConfig) -> list[PhotoSpec]:
                     stranger = Person(next_stranger, LEFTOVER_SUBSET, _STRANGER_FACE_OFFSET + next_stranger, p)
                     row = [stranger, *row] if rng.random() < 0.5 else [*row, stranger]
                     next_stranger += 1
-                specs.append(PhotoSpec(f"{10**16 + photoset_ids[p]}", f"{10**9 + next(photo_ids)}", subset, p, len(specs), tuple(row)))
+                specs.append(PhotoSpec(f"{10**16 + photoset_ids[p]}", photo_id(), subset, p, len(specs), tuple(row)))
     return specs
 
 
@@ -299,7 +288,7 @@ def cut_out_head(portrait: np.ndarray, landmarks: np.ndarray, face_box: Any) -> 
     fg = ((residual > threshold) & region).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) | sure
     fg[int(math.ceil(cut_y)):] = 0
-    count, labels = cv2.connectedComponents(fg, connectivity=8)
+    _, labels = cv2.connectedComponents(fg, connectivity=8)
     attached = set(np.unique(labels[(sure > 0) & (labels > 0)]).tolist())
     fg = np.isin(labels, list(attached)).astype(np.uint8)
     # fill holes: what the border cannot reach is inside the head
@@ -530,19 +519,19 @@ def render_photo(spec: PhotoSpec, config: PipaSyntheticConfig) -> tuple[np.ndarr
         oy = float(np.clip(top_y - y0, -y0, H - y1))
         heads.append(head)
         places.append((float(round(ox)), float(round(oy))))
+    outfits = [sample_outfit(config.seed, p.identity, p.photoset) for p in spec.people]
+    order = np.argsort([h.box[3] - h.box[1] for h in heads], kind="stable")  # smaller (farther) people behind
+    for k in order:
+        draw_body(img, heads[k], places[k], outfits[k], body_build(config.seed, spec.people[k].identity), rng)
+    for k in order:  # every head over every body: faces stay visible, as in album photos
+        paste_head(img, heads[k], places[k])
     instances = []
-    for k in np.argsort([-h.box[3] + h.box[1] for h in heads], kind="stable"):  # larger (nearer) people in front
-        person, head, at = spec.people[k], heads[k], places[k]
-        outfit = sample_outfit(config.seed, person.identity, person.photoset)
-        draw_body(img, head, at, outfit, body_build(config.seed, person.identity), rng)
-        paste_head(img, head, at)
-    for person, head, (ox, oy) in zip(spec.people, heads, places):
+    for person, head, (ox, oy), outfit in zip(spec.people, heads, places, outfits):
         x0, y0, x1, y1 = head.box
         bx0, by0 = max(0, int(round(x0 + ox))), max(0, int(round(y0 + oy)))
         bx1, by1 = min(W, int(round(x1 + ox))), min(H, int(round(y1 + oy)))
         instances.append(Instance(person, (bx0, by0, bx1 - bx0, by1 - by0), np.round(head.landmarks + [ox, oy], 2).tolist(),
-                                  [round(v + o, 2) for v, o in zip(head.face_box, (ox, oy, ox, oy))],
-                                  sample_outfit(config.seed, person.identity, person.photoset)))
+                                  [round(v + o, 2) for v, o in zip(head.face_box, (ox, oy, ox, oy))], outfit))
     # the camera: exposure and colour of the photoset, a little blur and sensor noise
     img *= scene.gain * rng.uniform(0.92, 1.08)
     img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 0.7)))
