@@ -122,8 +122,6 @@ class PipaSyntheticConfig:
                 raise bad(f"dataset.{name}={[low, high]} must be 1 <= low <= high")
         if self.photosets_per_id[0] < 2:
             raise bad(f"dataset.photosets_per_id={list(self.photosets_per_id)}: every identity needs >= 2 photosets (enrolled in one album, recognized in another)")
-        if self.photosets_per_id[1] > min(self.num_train_ids, self.num_test_ids):
-            raise bad(f"dataset.photosets_per_id={list(self.photosets_per_id)} exceeds the identities of a subset (photosets hold distinct people)")
         if self.people_per_photoset < 1 or self.max_people_per_photo < 1:
             raise bad("dataset.people_per_photoset and dataset.max_people_per_photo must be >= 1")
         for name in ("appearance_probability", "stranger_probability"):
