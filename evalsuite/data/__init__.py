@@ -7,7 +7,9 @@ Registered in :data:`evalsuite.registry.DATASETS`:
 - ``dukemtmc``, ``cuhk03``, ``msmt17``: the other re-id sets in torchreid's layouts
   (:mod:`evalsuite.data.dukemtmc`, :mod:`evalsuite.data.cuhk03`, :mod:`evalsuite.data.msmt17`);
 - ``synthetic``: generated on first use into the run's ``cache_dir`` (passed by the protocol)
-  or ``root``, then read by the same Market-1501 loader.
+  or ``root``, then read by the same Market-1501 loader;
+- ``synthetic-pipa``: album photos in PIPA's layout, generated likewise and read by the PIPA
+  loader (:mod:`evalsuite.data.synthetic_pipa`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from evalsuite.errors import UserError, did_you_mean
 from evalsuite.registry import DATASETS
 from evalsuite.data import faces, synthetic_faces  # noqa: F401,E402  (face-folder, celeba, utkface, synthetic-faces)
 from evalsuite.data import pipa  # noqa: F401,E402  (pipa: PIPA-style person recognition)
+from evalsuite.data import synthetic_pipa  # noqa: F401,E402  (synthetic-pipa: album photos in PIPA's layout)
 from evalsuite.data import detection_datasets  # noqa: F401,E402  (coco, wider-face, synthetic-coco)
 from evalsuite.data import cuhk03, dukemtmc, msmt17  # noqa: F401,E402  (re-id sets in torchreid's layouts)
 

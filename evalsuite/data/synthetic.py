@@ -193,6 +193,32 @@ def _expected(default: Any) -> str:
     return "a number" if isinstance(default, float) else "an integer"
 
 
+def coerce_fields(config: Any, label: str) -> None:
+    """Coerce a frozen generator config's fields in place to their defaults' types: a pair of
+    integers for a tuple default, a finite float for a float default, else an integer (bools
+    refused); UserError naming ``dataset.<field>`` and ``label`` otherwise."""
+    for f in fields(config):
+        given = value = getattr(config, f.name)
+        try:
+            if isinstance(given, bool) or (isinstance(given, (list, tuple)) and any(isinstance(v, bool) for v in given)):
+                raise ValueError
+            if isinstance(f.default, tuple):
+                value = tuple(int(v) for v in given)
+                if len(value) != 2 or any(float(v) != int(v) for v in given):
+                    raise ValueError
+            elif isinstance(f.default, float):
+                value = float(given)
+                if not math.isfinite(value):
+                    raise ValueError
+            else:
+                value = int(given)
+                if float(given) != value:
+                    raise ValueError
+        except (TypeError, ValueError):
+            raise UserError(f"{label} setting dataset.{f.name}={given!r}: expected {_expected(f.default)}") from None
+        object.__setattr__(config, f.name, value)
+
+
 def config_hash(config: SyntheticConfig) -> str:
     """Short stable hash of the generator version and ``config`` (names cache folders)."""
     payload = json.dumps({"version": GENERATOR_VERSION, **config.to_dict()}, sort_keys=True)
