@@ -61,6 +61,7 @@ from evalsuite.closed_set import CLASSIFIERS, FIT_GROUPS, closed_set_split, fit_
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset, FaceSample
+from evalsuite.data.synthetic import generated_fingerprint
 from evalsuite.errors import UserError
 from evalsuite.face_recognizers import ConfiguredRecognizer, recognizer_defaults
 from evalsuite.metrics.chance import closed_set_chance, verification_chance
@@ -165,7 +166,7 @@ class FaceIdentification(Protocol):
         files = [f"{s.relpath}:{s.identity}" for name in SETS for s in self.samples[name]]
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "split": to_plain(self.cfg.split),
                 "image_size": int(self.cfg.image_size), "center_crop": float(self.cfg.center_crop), "files": stable_hash(files),
-                **boxes_fingerprint([s for name in SETS for s in self.samples[name]], self.cfg.region)}
+                **boxes_fingerprint([s for name in SETS for s in self.samples[name]], self.cfg.region), **generated_fingerprint(self.dataset.root)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, which: str, spec: AnonymizerSpec, seed: int, joint: bool = False) -> tuple[torch.Tensor, str]:

@@ -33,6 +33,7 @@ import torch
 from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset
+from evalsuite.data.synthetic import generated_fingerprint
 from evalsuite.data.types import ReidDataset, Sample
 from evalsuite.errors import UserError
 from evalsuite.metrics.attribute_utility import AttributeUtility
@@ -176,7 +177,8 @@ class ImageQuality(Protocol):
             from evalsuite.data.face_boxes import boxes_fingerprint
 
             extra.update(boxes_fingerprint(self.dataset.samples, {"name": getattr(self, "region_name", self.cfg.region.name)}))
-        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files, **extra}
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": files, **extra,
+                **generated_fingerprint(getattr(self.dataset, "root", None))}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, role: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str, torch.Tensor | None]:

@@ -44,6 +44,7 @@ from evalsuite.components import AnonymizerSpec
 from evalsuite.config import stable_hash, to_plain
 from evalsuite.data.faces import FaceDataset
 from evalsuite.data.lfw_pairs import Pair, draw_pairs, image_numbers, read_pairs, write_pairs
+from evalsuite.data.synthetic import generated_fingerprint
 from evalsuite.errors import UserError
 from evalsuite.face_recognizers import ConfiguredRecognizer
 from evalsuite.metrics.chance import pair_accuracy_chance
@@ -176,7 +177,8 @@ class LfwVerification(Protocol):
         assert self.dataset is not None
         return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "image_size": int(self.cfg.image_size),
                 "center_crop": float(self.cfg.center_crop), "pairs": stable_hash([self.pair_index.tolist(), self.same.tolist(), self.fold.tolist()]),
-                "files": stable_hash({name: [f"{s.relpath}:{s.identity}" for s in samples] for name, samples in self.samples.items()})}
+                "files": stable_hash({name: [f"{s.relpath}:{s.identity}" for s in samples] for name, samples in self.samples.items()}),
+                **generated_fingerprint(self.dataset.root)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, name: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:

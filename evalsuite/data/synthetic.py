@@ -1295,6 +1295,20 @@ def _write_dataset(root: Path, config: SyntheticConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
+def generated_fingerprint(root: str | Path | None, marker_name: str = MARKER_NAME) -> dict[str, str]:
+    """``{"generated": hash}`` for a generated dataset's folder (its generator version and
+    settings), ``{}`` for any other folder: cache keys built from file names alone would not
+    notice that a new generator version drew different images under the same names."""
+    marker = Path(root) / marker_name if root else None
+    if marker is None or not marker.is_file():
+        return {}
+    try:
+        found = json.loads(marker.read_text()).get("hash")
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    return {"generated": str(found)} if found else {}
+
+
 def existing_dataset(root: Path, wanted_hash: str, kind: str, marker_name: str = MARKER_NAME) -> bool:
     """True when ``root`` already holds the generated dataset with ``wanted_hash``.
 

@@ -1,19 +1,25 @@
 """Seeded synthetic aligned face crops written in the CelebA layout (read back by the CelebA reader).
 
-Identity lives in the face itself: face shape (width, length, jaw squareness, chin taper,
-cheekbones, chubbiness), eye spacing / size / opening / slant / iris colour, brow height /
-arch / thickness / length, nose length / width / projection, mouth width and lip thickness,
-ears, skin tone, moles and freckles at fixed places, hair (colour, length, texture, bangs,
-receding hairline, sideburns), facial hair, glasses, make-up, age (wrinkles, grey hair, eye
-bags) and gender (which shifts the geometry and accessories). Colours come from skewed
-palettes shared with the pedestrian generator, so colour alone rarely singles a person out:
-geometry and fine marks matter.
+Identity lives where it lives in real faces: in the geometry (face shape: width, length, jaw
+squareness, chin taper, cheekbones, chubbiness; eye spacing / size / opening / slant / lid
+crease / iris size; brow height / arch / peak / tail / thickness / taper / length; nose
+length / width / projection / nostrils; mouth width, lip thickness, cupid's bow; ears) and in
+fine per-person detail that fine blocks or blur destroy: a seeded skin texture
+(:mod:`evalsuite.data.face_texture`), moles and freckles at fixed places, chin cleft, dimples.
+The coarse cues come from small shared sets, so that many people share each of them, as in
+real faces: skin tone, hair colour and eye colour are palette colours exactly as listed (shared
+with the pedestrian generator; no per-person shade, so no colour fingerprint), hair is one of
+a few named hairstyles (:data:`HAIRSTYLES`), and glasses, hats, jewellery, lipstick and frame
+colours are drawn per photo (a person only has a propensity: glasses wearers wear them in
+most photos, pierced ears carry earrings in most). Age and gender shift the geometry and the
+shared cues (grey hair, wrinkles, facial hair).
 
-Every image draws its own pose (yaw / pitch through a small 3-D landmark model, roll, scale,
-shift), expression (smile, open mouth, squint, raised brows, gaze), background, clothing,
-accessory presence (hats, glasses taken off, earrings...), lighting (direction, strength,
-gain, colour temperature), focus blur, sensor noise and JPEG compression, so recognition is
-learnable but not trivial. Each image is a pure function of ``(seed, identity, index)``.
+Every image draws its own look (hairstyle changed now and then, shaving, make-up) and shot:
+pose (yaw / pitch through a small 3-D landmark model, roll, scale, shift), expression (smile,
+open mouth, squint, raised brows, gaze), background, clothing, accessories, lighting
+(direction, strength, gain, colour temperature and tint), focus blur, sensor noise and JPEG
+compression, so recognition is learnable but not trivial. Each image is a pure function of
+``(seed, identity, index)``.
 
 Landmarks come from the same model that draws the face, so they are exact: 68 points in
 iBUG / dlib order (sidecar), the 5 CelebA points (``list_landmarks_align_celeba.txt``, rounded
@@ -33,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ import cv2
 import numpy as np
 from evalsuite.progress import tqdm
 
+from evalsuite.data.face_texture import apply_skin_texture, face_to_pixel, skin_texture
 from evalsuite.data.faces import (
     CELEBA_ATTR,
     CELEBA_ATTRIBUTES,
@@ -61,7 +68,6 @@ from evalsuite.data.synthetic import (
     SUPERSAMPLE,
     Painter,
     _choice,
-    _colour,
     _encode,
     _rng,
     config_hash,
@@ -75,7 +81,7 @@ from evalsuite.registry import DATASETS
 log = logging.getLogger(__name__)
 
 #: bump when the output changes, so cached face datasets are regenerated
-FACE_GENERATOR_VERSION = 1
+FACE_GENERATOR_VERSION = 2
 _STREAM_PLAN, _STREAM_IDENTITY, _STREAM_IMAGE = 20, 21, 22
 CELEBA_NUM_IDENTITIES = 10177
 
@@ -141,9 +147,43 @@ def default_faces_root(config: FaceSyntheticConfig, cache_dir: str | Path | None
 
 # --------------------------------------------------------------------------- identities
 
+#: hairstyles shared by many people: name -> (length, texture, bangs, volume, hairline y in face units)
+HAIRSTYLES: dict[str, tuple[str, str, bool, float, float]] = {
+    "bald": ("bald", "straight", False, 0.0, -0.78),
+    "buzz": ("short", "straight", False, 0.03, -0.76),
+    "short_straight": ("short", "straight", False, 0.09, -0.78),
+    "short_wavy": ("short", "wavy", False, 0.11, -0.78),
+    "short_curly": ("short", "curly", False, 0.14, -0.8),
+    "short_fringe": ("short", "straight", True, 0.09, -0.78),
+    "bob": ("medium", "straight", False, 0.1, -0.8),
+    "bob_fringe": ("medium", "straight", True, 0.1, -0.8),
+    "medium_wavy": ("medium", "wavy", False, 0.14, -0.8),
+    "medium_curly": ("medium", "curly", False, 0.18, -0.8),
+    "long_straight": ("long", "straight", False, 0.08, -0.8),
+    "long_wavy": ("long", "wavy", False, 0.13, -0.8),
+    "long_curly": ("long", "curly", False, 0.18, -0.8),
+    "long_fringe": ("long", "straight", True, 0.09, -0.8),
+}
+#: how often each hairstyle is worn, by gender (bald is added for men by age)
+MEN_HAIRSTYLES = {"buzz": 0.16, "short_straight": 0.32, "short_wavy": 0.13, "short_curly": 0.07, "short_fringe": 0.08,
+                  "bob": 0.08, "medium_wavy": 0.07, "long_straight": 0.05, "long_wavy": 0.04}
+WOMEN_HAIRSTYLES = {"short_straight": 0.04, "short_wavy": 0.03, "short_fringe": 0.04, "bob": 0.1, "bob_fringe": 0.06,
+                    "medium_wavy": 0.11, "medium_curly": 0.05, "long_straight": 0.27, "long_wavy": 0.17, "long_curly": 0.06,
+                    "long_fringe": 0.07}
+#: per-photo rates of things people put on (a person's own propensity only where noted)
+HAT_RATE, SUNGLASSES_RATE, WEARER_GLASSES_RATE, OTHER_GLASSES_RATE = 0.06, 0.04, 0.7, 0.03
+FRAMES = ((20, 20, 22), (90, 60, 40), (160, 40, 40), (170, 170, 176))
+EYESHADOWS = ((120, 80, 110), (80, 90, 120), (120, 90, 70))
+#: skin texture contrast (multiplicative, per unit of the unit-variance field)
+SKIN_TEXTURE_STRENGTH = 0.035
+
+
 @dataclass(frozen=True, eq=False)
 class FaceIdentity:
-    """What makes one synthetic person: geometry (face units), style, colours and marks."""
+    """What makes one synthetic person: geometry (face units), style, colours, marks and skin texture.
+
+    Colours and style come from small shared sets (many people share each); what singles a
+    person out is the geometry, the marks and the skin texture."""
 
     number: int
     male: bool
@@ -153,10 +193,29 @@ class FaceIdentity:
     colours: dict[str, np.ndarray]
     moles: np.ndarray  # (n, 4): x, y, z, radius in face units
     freckles: np.ndarray  # (n, 3): x, y, z
+    texture: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.float32))  # see face_texture.skin_texture
 
 
 def _pick(rng: np.random.Generator, table: dict[str, float]) -> str:
     return _choice(rng, table)
+
+
+def _palette(rng: np.random.Generator, palette: dict[str, tuple[tuple[int, int, int], float]]) -> tuple[str, np.ndarray]:
+    """A palette colour exactly as listed: no per-identity shade, so it is no fingerprint."""
+    name = _choice(rng, palette)
+    return name, np.array(palette[name][0], np.float32)
+
+
+def _hairstyle_table(male: bool, old: float) -> dict[str, float]:
+    return {"bald": 0.04 + 0.25 * old, **MEN_HAIRSTYLES} if male else dict(WOMEN_HAIRSTYLES)
+
+
+def _apply_hairstyle(style: dict[str, Any], geometry: dict[str, float], name: str, male: bool) -> None:
+    length, texture, bangs, volume, hairline = HAIRSTYLES[name]
+    style.update(hairstyle=name, hair_length=length, hair_texture=texture, bangs=bangs)
+    style["receding"] = style["receding_hairline"] and length in ("short", "medium")
+    style["sideburns"] = style["sideburns_grown"] and length != "bald"
+    geometry.update(hair_volume=volume, hairline=hairline)
 
 
 def sample_face_identity(seed: int, number: int) -> FaceIdentity:
@@ -175,73 +234,79 @@ def sample_face_identity(seed: int, number: int) -> FaceIdentity:
         "eye_w": rng.uniform(0.13, 0.18),
         "eye_h": rng.uniform(0.045, 0.085),
         "eye_tilt": rng.uniform(-0.035, 0.05),
+        "crease": 0.0 if rng.random() < 0.25 else rng.uniform(0.02, 0.055),  # 0: no upper-lid crease (monolid)
         "brow_y": rng.uniform(-0.36, -0.22),
         "brow_arch": rng.uniform(0.0, 0.09),
+        "brow_peak": rng.uniform(0.55, 1.3),  # where along the brow the arch peaks (exponent)
+        "brow_tail": rng.uniform(-0.02, 0.05),  # how far the outer end drops
         "brow_thick": rng.uniform(0.03, 0.075) + (0.015 if male else 0.0),
+        "brow_taper": rng.uniform(0.3, 0.85),  # tail thickness / head thickness
         "brow_len": rng.uniform(0.85, 1.2),
         "nose_len": rng.uniform(0.55, 0.78),
         "nose_w": rng.uniform(0.14, 0.25) + (0.02 if male else 0.0),
         "nose_proj": rng.uniform(0.6, 1.0),
+        "nostril": rng.uniform(0.7, 1.3),
         "mouth_y": rng.uniform(0.98, 1.14),
         "mouth_w": rng.uniform(0.27, 0.4),
         "lip_up": rng.uniform(0.035, 0.09) - (0.01 if male else 0.0),
         "lip_lo": rng.uniform(0.045, 0.11),
+        "bow": rng.uniform(0.05, 0.35),  # depth of the cupid's bow (share of the upper lip)
         "ear_size": rng.uniform(0.85, 1.2),
         "cheek": rng.uniform(0.0, 1.0),
         "chubby": float(max(0.0, rng.normal(0.0, 0.5))),
         "iris": rng.uniform(0.8, 1.05),
-        "hair_volume": rng.uniform(0.05, 0.2),
-        "hairline": rng.uniform(-0.86, -0.7),
     }
     g["chubby"] = float(min(g["chubby"], 1.2))
     g["face_w"] += 0.07 * g["chubby"]
     style: dict[str, Any] = {}
-    skin_name, skin = _colour(rng, SKIN_TONES)
+    skin_name, skin = _palette(rng, SKIN_TONES)
     style["skin_tone"] = skin_name
-    hair_name, hair = _colour(rng, HAIR_COLOURS)
+    hair_name, hair = _palette(rng, HAIR_COLOURS)
     if rng.random() < old * 0.8:
-        hair_name, hair = ("grey", np.array([150, 150, 150], np.float32)) if rng.random() < 0.6 else ("white", np.array([222, 222, 216], np.float32))
-        hair = hair * rng.uniform(0.92, 1.05)
+        hair_name = "grey" if rng.random() < 0.6 else "white"
+        hair = np.array(HAIR_COLOURS[hair_name][0], np.float32)
     style["hair_colour"] = hair_name
-    lengths = {"bald": 0.04 + 0.25 * old, "short": 0.7, "medium": 0.18, "long": 0.08} if male else {"short": 0.12, "medium": 0.33, "long": 0.55}
-    style["hair_length"] = _pick(rng, lengths)
-    style["hair_texture"] = _pick(rng, {"straight": 0.55, "wavy": 0.3, "curly": 0.15})
-    style["bangs"] = style["hair_length"] != "bald" and bool(rng.random() < (0.12 if male else 0.3))
-    style["receding"] = style["hair_length"] in ("short", "medium") and male and bool(rng.random() < 0.1 + 0.5 * old)
-    style["sideburns"] = male and style["hair_length"] != "bald" and bool(rng.random() < 0.2)
+    style["receding_hairline"] = male and bool(rng.random() < 0.1 + 0.5 * old)
+    style["sideburns_grown"] = male and bool(rng.random() < 0.2)
+    _apply_hairstyle(style, g, _pick(rng, _hairstyle_table(male, old)), male)
     style["facial_hair"] = _pick(rng, {"none": 0.5, "stubble": 0.16, "moustache": 0.08, "goatee": 0.1, "beard": 0.16}) if male else "none"
-    style["glasses"] = _pick(rng, {"none": 0.8, "eyeglasses": 0.15, "sunglasses": 0.05})
-    style["frame"] = int(rng.integers(3))  # 0 round, 1 rectangular, 2 thin
-    style["hat_rate"] = float(rng.uniform(0.4, 0.8)) if rng.random() < 0.1 else 0.0
-    style["hat"] = "cap" if rng.random() < 0.5 else "beanie"
+    style["glasses"] = "eyeglasses" if rng.random() < 0.2 else "none"  # wears glasses in most photos
+    style["pierced"] = bool(rng.random() < (0.06 if male else 0.65))
     style["makeup"] = (not male) and bool(rng.random() < 0.45)
     style["lipstick"] = (not male) and bool(rng.random() < (0.75 if style["makeup"] else 0.2))
-    style["earrings"] = bool(rng.random() < (0.05 if male else 0.4))
-    style["necklace"] = bool(rng.random() < (0.04 if male else 0.25))
-    style["necktie"] = male and bool(rng.random() < 0.15)
     style["rosy"] = bool(rng.random() < 0.15)
     style["bags"] = bool(rng.random() < 0.1 + 0.5 * old)
     style["double_chin"] = bool(g["chubby"] > 0.55 and rng.random() < 0.7) or bool(rng.random() < 0.3 * old)
-    style["eye_colour"], eye = _colour(rng, EYE_COLOURS)
+    style["chin_cleft"] = bool(rng.random() < 0.08)
+    style["dimples"] = bool(rng.random() < 0.12)
+    style["eye_colour"], eye = _palette(rng, EYE_COLOURS)
     colours = {
         "skin": skin,
         "hair": hair,
         "brow": np.clip(hair * (0.55 if hair_name in ("blonde", "grey", "white") else 0.8) + 10, 0, 255),
         "eye": eye,
-        "lip": np.clip(skin * 0.62 + np.array([150, 60, 60], np.float32) * 0.38, 0, 255) * rng.uniform(0.9, 1.05),
-        "lipstick": np.array(LIPSTICKS[int(rng.integers(len(LIPSTICKS)))], np.float32),
-        "hat": np.array(CLOTHES[int(rng.integers(len(CLOTHES)))], np.float32),
-        "frame": np.array([(20, 20, 22), (90, 60, 40), (160, 40, 40), (170, 170, 176)][int(rng.integers(4))], np.float32),
-        "metal": np.array(METALS[int(rng.integers(2))], np.float32),
-        "shadow": np.array([(120, 80, 110), (80, 90, 120), (120, 90, 70)][int(rng.integers(3))], np.float32),
     }
-    n_moles = int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))
+    n_moles = int(min(rng.poisson(1.5), 6))
     moles = np.stack([rng.uniform(-0.8, 0.8, n_moles), rng.uniform(-0.5, 1.3, n_moles), np.full(n_moles, 0.3),
-                      rng.uniform(0.025, 0.05, n_moles)], axis=1) if n_moles else np.zeros((0, 4))
+                      rng.uniform(0.02, 0.045, n_moles)], axis=1) if n_moles else np.zeros((0, 4))
     n_freckles = int(rng.integers(25, 60)) if rng.random() < 0.12 else 0
     freckles = np.stack([rng.normal(0, 0.35, n_freckles), rng.uniform(0.2, 0.75, n_freckles), np.full(n_freckles, 0.4)], axis=1) if n_freckles else np.zeros((0, 3))
     return FaceIdentity(number=number, male=male, age=age, geometry={k: float(v) for k, v in g.items()}, style=style,
-                        colours=colours, moles=moles, freckles=freckles)
+                        colours=_photo_colours(colours, rng), moles=moles, freckles=freckles, texture=skin_texture(rng))
+
+
+def _photo_colours(colours: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The colours a person's photos do not share: lips under this light, make-up, hat, frames, jewellery."""
+    skin = colours["skin"]
+    return {
+        **colours,
+        "lip": np.clip(skin * 0.62 + np.array([150, 60, 60], np.float32) * 0.38, 0, 255) * rng.uniform(0.9, 1.05),
+        "lipstick": np.array(LIPSTICKS[int(rng.integers(len(LIPSTICKS)))], np.float32),
+        "hat": np.array(CLOTHES[int(rng.integers(len(CLOTHES)))], np.float32),
+        "frame": np.array(FRAMES[int(rng.integers(len(FRAMES)))], np.float32),
+        "metal": np.array(METALS[int(rng.integers(len(METALS)))], np.float32),
+        "shadow": np.array(EYESHADOWS[int(rng.integers(len(EYESHADOWS)))], np.float32),
+    }
 
 
 def identity_attributes(ident: FaceIdentity) -> dict[str, int]:
@@ -288,7 +353,7 @@ def identity_attributes(ident: FaceIdentity) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Shot:
-    """How one image of a person is taken."""
+    """How one image of a person is taken (and what they wear in it)."""
 
     yaw: float
     pitch: float
@@ -311,11 +376,20 @@ class Shot:
     temperature: float
     blur: float
     noise: float
+    sunglasses: bool = False
+    frame: int = 0  # 0 round, 1 rectangular, 2 thin
+    hat_kind: str = "cap"
+    tint: float = 0.0  # green-magenta white balance
 
 
 def sample_shot(ident: FaceIdentity, rng: np.random.Generator) -> Shot:
+    """Pose, expression, light, camera and what the person wears in this photo: glasses
+    (mostly by those who wear them, sunglasses by anyone now and then), hats and jewellery
+    are per-photo draws, never a constant of the person."""
     st = ident.style
     smiling = rng.random() < 0.45
+    sunglasses = bool(rng.random() < SUNGLASSES_RATE)
+    glasses = sunglasses or bool(rng.random() < (WEARER_GLASSES_RATE if st["glasses"] == "eyeglasses" else OTHER_GLASSES_RATE))
     return Shot(
         yaw=float(np.clip(rng.normal(0, 9), -20, 20)) * math.pi / 180,
         pitch=float(np.clip(rng.normal(0, 5), -12, 12)) * math.pi / 180,
@@ -327,46 +401,49 @@ def sample_shot(ident: FaceIdentity, rng: np.random.Generator) -> Shot:
         squint=float(rng.uniform(0.0, 0.35) if rng.random() < 0.3 else 0.0),
         brow_raise=float(rng.normal(0, 0.025)),
         gaze=(float(rng.normal(0, 0.25)), float(rng.normal(0, 0.15))),
-        hat=bool(rng.random() < st["hat_rate"]),
-        glasses=st["glasses"] != "none" and bool(rng.random() < 0.9),
-        earrings=st["earrings"] and bool(rng.random() < 0.85),
-        necklace=st["necklace"] and bool(rng.random() < 0.8),
-        necktie=st["necktie"] and bool(rng.random() < 0.8),
+        hat=bool(rng.random() < HAT_RATE),
+        glasses=glasses,
+        earrings=bool(rng.random() < (0.75 if st["pierced"] else 0.01)),
+        necklace=bool(rng.random() < (0.03 if ident.male else 0.25)),
+        necktie=ident.male and bool(rng.random() < 0.12),
         light_angle=float(rng.uniform(0, 2 * math.pi)),
         light_strength=float(rng.uniform(0.0, 0.5)),
         gain=float(rng.uniform(0.7, 1.2)),
         temperature=float(rng.normal(0, 0.07)),
         blur=float(rng.uniform(1.3, 2.3) if rng.random() < 0.1 else rng.uniform(0.0, 0.8)),
         noise=float(rng.uniform(1.0, 5.0)),
+        sunglasses=sunglasses,
+        frame=int(rng.integers(3)),
+        hat_kind="cap" if rng.random() < 0.5 else "beanie",
+        tint=float(rng.normal(0, 0.03)),
     )
 
 
 def restyle(ident: FaceIdentity, rng: np.random.Generator) -> FaceIdentity:
     """This image's look of ``ident``: people change hairstyle, shave, wear make-up or not.
 
-    With probability 0.3 the hair is restyled (bangs toggled, length one step shorter or
-    longer, volume changed); with 0.2 a man's facial hair is in another state; make-up and
-    lipstick are worn on most (not all) images of people who wear them, rarely by others.
+    With probability 0.3 the hair is in another of the shared hairstyles (bald people stay
+    bald); its volume and hairline vary a little from photo to photo; with 0.2 a man's facial
+    hair is in another state; make-up and lipstick are worn on most (not all) images of people
+    who wear them, rarely by others; lip, make-up, hat, frame and jewellery colours are this
+    photo's; the hair colour varies with dye and light.
     """
     style, g = dict(ident.style), dict(ident.geometry)
+    old = float(np.clip((ident.age - 35) / 40, 0, 1))
     if style["hair_length"] != "bald" and rng.random() < 0.3:
-        if rng.random() < 0.5:
-            style["bangs"] = not style["bangs"]
-        else:
-            steps = ["short", "medium", "long"]
-            i = steps.index(style["hair_length"]) + (1 if rng.random() < 0.5 else -1)
-            style["hair_length"] = steps[min(max(i, 0), 2)]
-        g["hair_volume"] = float(np.clip(g["hair_volume"] + rng.normal(0, 0.05), 0.02, 0.25))
+        table = {k: v for k, v in _hairstyle_table(ident.male, old).items() if k not in ("bald", style["hairstyle"])}
+        _apply_hairstyle(style, g, _pick(rng, table), ident.male)
+    g["hair_volume"] = float(np.clip(g["hair_volume"] + rng.normal(0, 0.03), 0.0, 0.25))
+    g["hairline"] = float(g["hairline"] + rng.normal(0, 0.02))
     if ident.male and rng.random() < 0.2:
         style["facial_hair"] = {"none": "stubble", "stubble": "none" if rng.random() < 0.5 else "beard", "beard": "stubble",
                                 "goatee": "stubble", "moustache": "none"}[style["facial_hair"]]
     if not ident.male:
         style["makeup"] = bool(rng.random() < (0.75 if ident.style["makeup"] else 0.1))
         style["lipstick"] = bool(rng.random() < (0.8 if ident.style["lipstick"] else 0.1))
-    colours = dict(ident.colours)
+    colours = _photo_colours(ident.colours, rng)
     colours["hair"] = np.clip(ident.colours["hair"] * rng.uniform(0.9, 1.1), 0, 255)
-    return FaceIdentity(number=ident.number, male=ident.male, age=ident.age, geometry=g, style=style, colours=colours,
-                        moles=ident.moles, freckles=ident.freckles)
+    return replace(ident, geometry=g, style=style, colours=colours)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -389,7 +466,8 @@ def landmarks_3d(ident: FaceIdentity, shot: Shot) -> np.ndarray:
     t = np.linspace(0, 1, 5)
     inner = g["eye_dx"] - 0.9 * g["eye_w"]
     outer = g["eye_dx"] + 1.35 * g["eye_w"] * g["brow_len"]
-    by = g["brow_y"] - g["brow_arch"] * np.sin(math.pi * t ** 0.8) - shot.brow_raise + 0.02 * shot.squint
+    by = g["brow_y"] - g["brow_arch"] * np.sin(math.pi * t ** g["brow_peak"]) - shot.brow_raise + 0.02 * shot.squint
+    by = by + g["brow_tail"] * (1 - t) ** 2
     bx = -(outer + (inner - outer) * t)
     pts[17:22] = np.stack([bx, by, np.full(5, 0.22)], axis=1)
     pts[22:27] = np.stack([-bx[::-1], by[::-1], np.full(5, 0.22)], axis=1)
@@ -417,7 +495,7 @@ def landmarks_3d(ident: FaceIdentity, shot: Shot) -> np.ndarray:
     corner_y = my - 0.07 * shot.smile
     curve = 0.035 * shot.smile
     outer_lip = [
-        [-mw, corner_y, 0.3], [-0.62 * mw, my - lu * 0.75, 0.42], [-0.28 * mw, my - lu * 1.05, 0.47], [0, my - lu * 0.85, 0.48],
+        [-mw, corner_y, 0.3], [-0.62 * mw, my - lu * 0.75, 0.42], [-0.28 * mw, my - lu * 1.05, 0.47], [0, my - lu * (1.05 - g["bow"]), 0.48],
         [0.28 * mw, my - lu * 1.05, 0.47], [0.62 * mw, my - lu * 0.75, 0.42], [mw, corner_y, 0.3],
         [0.6 * mw, my + gap + ll * 0.75 + curve * 0.3, 0.42], [0.28 * mw, my + gap + ll * 0.97 + curve, 0.46], [0, my + gap + ll + curve, 0.47],
         [-0.28 * mw, my + gap + ll * 0.97 + curve, 0.46], [-0.6 * mw, my + gap + ll * 0.75 + curve * 0.3, 0.42],
@@ -573,6 +651,15 @@ def _draw_face_base(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> Non
             fp.ellipse([side * 0.62, 0.44, 0.2], (0.2, 0.07), _mix(skin, (255, 240, 230), 0.06))
 
 
+def _draw_skin_texture(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
+    """The person's own skin texture over the face (drawn before eyes, brows, mouth and hair)."""
+    p = fp.p
+    outline = np.round(fp.xy(np.concatenate([lm[0:17], skull_arc(ident)[::-1]])) * p.s).astype(np.int32)
+    mask = np.zeros(p.rgb.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [outline], 255)
+    apply_skin_texture(p.rgb, mask, ident.texture, face_to_pixel(lm, fp.xy(lm) * p.s), SKIN_TEXTURE_STRENGTH)
+
+
 def _draw_skin_marks(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, shot: Shot) -> None:
     g, st, skin = ident.geometry, ident.style, ident.colours["skin"]
     if st["rosy"] or st["makeup"]:
@@ -600,6 +687,11 @@ def _draw_skin_marks(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, shot:
             fp.polyline([wing + [side * 0.06, -0.02, -0.05], (wing + corner) / 2 + [side * 0.1, 0, -0.05], corner + [side * 0.06, 0.05, -0.05]], w, skin * 0.86)
     if st["double_chin"]:
         fp.polyline(lm[6:11] + [0, 0.1, 0], 0.025, skin * 0.86)
+    if st["chin_cleft"]:
+        fp.polyline([lm[8] + [0, -0.14, 0.05], lm[8] + [0, -0.05, 0.05]], 0.014, skin * 0.8)
+    if st["dimples"] and shot.smile > 0.4:
+        for corner, side in ((lm[48], -1), (lm[54], 1)):
+            fp.ellipse(corner + [side * 0.08, 0.0, 0.0], (0.014, 0.03), skin * 0.8)
 
 
 def _draw_facial_hair(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
@@ -640,6 +732,9 @@ def _draw_eyes(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, shot: Shot)
         fp.ellipse(iris_c, (r * 0.42, min(r * 0.42, half_open * 0.9)), (15, 12, 12))
         if half_open > 0.02:
             fp.ellipse(iris_c + [r * 0.3, -r * 0.3, 0.01], (r * 0.15, r * 0.15), (245, 245, 245))
+        if g["crease"] > 0 and shot.squint < 0.3:  # the upper-lid crease follows the lid a little above it
+            lift = g["crease"] * np.array([0.3, 1.0, 1.0, 0.3])[:, None] * [0.0, -1.0, 0.0]
+            fp.polyline(upper + lift, 0.012, ident.colours["skin"] * 0.72)
         fp.polyline(upper, 0.03 if st["makeup"] else 0.02, dark)
         fp.polyline(lower, 0.008, ident.colours["skin"] * 0.7)
         if st["bags"]:
@@ -647,9 +742,11 @@ def _draw_eyes(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, shot: Shot)
 
 
 def _draw_brows(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
-    thick = ident.geometry["brow_thick"]
-    for lo, hi in ((17, 22), (22, 27)):
-        fp.polyline(lm[lo:hi], thick, ident.colours["brow"])
+    g = ident.geometry
+    widths = g["brow_thick"] * np.linspace(g["brow_taper"], 1.0, 4)  # outer (tail) -> inner (head)
+    for pts in (lm[17:22], lm[22:27][::-1]):
+        for k in range(4):
+            fp.polyline(pts[k:k + 2], float(widths[k]), ident.colours["brow"])
 
 
 def _draw_nose(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
@@ -658,7 +755,7 @@ def _draw_nose(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
     fp.polyline(lm[31:36], 0.022, skin * 0.78)
     nw = ident.geometry["nose_w"]
     for a, b in ((31, 32), (35, 34)):
-        fp.ellipse((lm[a] + lm[b]) / 2 + [0, -0.01, 0], (0.22 * nw, 0.1 * nw), (60, 40, 38))
+        fp.ellipse((lm[a] + lm[b]) / 2 + [0, -0.01, 0], (0.22 * nw * ident.geometry["nostril"], 0.1 * nw), (60, 40, 38))
     fp.ellipse(lm[30] + [0.02, 0.0, 0], (0.06, 0.05), _mix(skin, (255, 255, 255), 0.12))
 
 
@@ -715,32 +812,32 @@ def _draw_hair(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, rng: np.ran
             fp.poly([[side * fw * 0.99, -0.2, 0.0], [side * fw * 0.86, -0.2, 0.05], [side * fw * 0.88, 0.45, 0.05], [side * fw * 0.99, 0.42, 0.0]], hair)
 
 
-def _draw_glasses(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray) -> None:
-    g, st = ident.geometry, ident.style
+def _draw_glasses(fp: FacePainter, ident: FaceIdentity, lm: np.ndarray, shot: Shot) -> None:
+    g = ident.geometry
     frame = ident.colours["frame"]
-    sun = st["glasses"] == "sunglasses"
+    sun = shot.sunglasses
     centres = [lm[36:42].mean(axis=0), lm[42:48].mean(axis=0)]
     rx, ry = g["eye_w"] * 1.55, g["eye_h"] * 1.6 + 0.07
     t = np.linspace(0, 2 * math.pi, 17)[:-1]
     for c in centres:
-        if st["frame"] == 1:
+        if shot.frame == 1:
             shape = np.stack([np.clip(1.25 * np.cos(t), -1, 1) * rx, np.clip(1.25 * np.sin(t), -1, 1) * ry], axis=1)
         else:
             shape = np.stack([np.cos(t) * rx, np.sin(t) * ry], axis=1)
         pts = np.concatenate([c[None, :2] + shape, np.full((16, 1), c[2] + 0.12)], axis=1)
         if sun:
             fp.poly(pts, (22, 22, 26))
-        fp.polyline(pts, 0.02 if st["frame"] == 2 else 0.035, frame, closed=True)
+        fp.polyline(pts, 0.02 if shot.frame == 2 else 0.035, frame, closed=True)
     inner = sorted(centres, key=lambda c: c[0])
     fp.polyline([inner[0] + [rx, -0.02, 0.12], [0, inner[0][1] - 0.05, 0.3], inner[1] + [-rx, -0.02, 0.12]], 0.03, frame)
     for c, side in ((inner[0], -1), (inner[1], 1)):
         fp.polyline([c + [side * rx, -0.02, 0.1], [side * (g["face_w"] + 0.02), 0.05, -0.5]], 0.03, frame)
 
 
-def _draw_hat(fp: FacePainter, ident: FaceIdentity) -> None:
+def _draw_hat(fp: FacePainter, ident: FaceIdentity, shot: Shot) -> None:
     colour = ident.colours["hat"]
     g = ident.geometry
-    if ident.style["hat"] == "cap":
+    if shot.hat_kind == "cap":
         top = skull_arc(ident, grow=g["hair_volume"] + 0.05)
         cut = top[top[:, 1] <= -0.52]
         fp.poly(cut, colour)
@@ -767,6 +864,7 @@ def render_face(ident: FaceIdentity, rng: np.random.Generator, size: int) -> tup
     _draw_body(fp, ident, shot, rng)
     _draw_ears(fp, ident, shot)
     _draw_face_base(fp, ident, lm)
+    _draw_skin_texture(fp, ident, lm)
     _draw_skin_marks(fp, ident, lm, shot)
     _draw_facial_hair(fp, ident, lm)
     _draw_eyes(fp, ident, lm, shot)
@@ -775,15 +873,15 @@ def render_face(ident: FaceIdentity, rng: np.random.Generator, size: int) -> tup
     _draw_mouth(fp, ident, lm, shot)
     _draw_hair(fp, ident, lm, rng)
     if shot.glasses:
-        _draw_glasses(fp, ident, lm)
+        _draw_glasses(fp, ident, lm, shot)
     if shot.hat:
-        _draw_hat(fp, ident)
+        _draw_hat(fp, ident, shot)
     img = cv2.resize(painter.rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     # lighting: a directional gain ramp, overall gain and colour temperature
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
     ramp = 1 + shot.light_strength * 2 * ((xx - 0.5) * math.cos(shot.light_angle) + (yy - 0.5) * math.sin(shot.light_angle))
     img *= (shot.gain * ramp)[..., None]
-    img *= np.array([1 + shot.temperature, 1.0, 1 - shot.temperature], np.float32)
+    img *= np.array([1 + shot.temperature, 1.0 - shot.tint, 1 - shot.temperature], np.float32)
     if shot.blur > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), shot.blur)
     img += rng.normal(0, shot.noise, img.shape).astype(np.float32)
