@@ -41,6 +41,7 @@ from evalsuite.anonymized_scenes import AnonymizedScenes
 from evalsuite.pipeline import AnonymizedSets, Artifacts, refuse_declarations
 from evalsuite.protocol import Protocol
 from evalsuite.registry import DATASETS
+from evalsuite.data.synthetic import generated_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class DetectionProtocol(Protocol):
             splits = {}
             for name, split in self.splits.items():
                 splits[name] = split_fingerprint(split)
-            self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits}
+            self._fingerprint = {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "splits": splits, **generated_fingerprint(self.dataset.root)}
         return self._fingerprint
 
     # ---------------------------------------------------------------- trained detectors

@@ -32,6 +32,7 @@ from evalsuite.plan import ArtifactNode
 from evalsuite.protocol import CellResult, Protocol
 from evalsuite.registry import PROTOCOLS
 from evalsuite.trained_models import Memo, TrainedModels, training_source
+from evalsuite.data.synthetic import generated_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class Market1501Reid(Protocol):
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
         files = [f"{s.relpath}:{s.pid}:{s.camid}" for split in SPLITS for s in self.dataset.split(split)]
-        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files)}
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files), **generated_fingerprint(self.dataset.root)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:

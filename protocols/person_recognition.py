@@ -61,6 +61,7 @@ from evalsuite.protocol import CellResult, Protocol
 from evalsuite.regions import region_masks
 from evalsuite.registry import ANONYMIZERS, PROTOCOLS
 from evalsuite.trained_models import Memo, TrainedModels, training_source
+from evalsuite.data.synthetic import generated_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class PersonRecognition(Protocol):
     def dataset_fingerprint(self) -> dict[str, Any]:
         assert self.dataset is not None
         files = [f"{s.relpath}:{s.pid}:{s.annotations['head_box']}" for samples in self.samples.values() for s in samples]
-        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files)}
+        return {"name": self.dataset.name, "config": to_plain(self.cfg.dataset), "files": stable_hash(files), **generated_fingerprint(self.dataset.root)}
 
     # ---------------------------------------------------------------- anonymized sets
     def anonymized(self, split: str, spec: AnonymizerSpec, seed: int) -> tuple[torch.Tensor, str]:

@@ -1295,18 +1295,29 @@ def _write_dataset(root: Path, config: SyntheticConfig) -> None:
     (root / MARKER_NAME).write_text(json.dumps(marker, sort_keys=True, indent=1))
 
 
-def generated_fingerprint(root: str | Path | None, marker_name: str = MARKER_NAME) -> dict[str, str]:
+def generated_fingerprint(root: str | Path | None, marker_name: str | None = None) -> dict[str, str]:
     """``{"generated": hash}`` for a generated dataset's folder (its generator version and
     settings), ``{}`` for any other folder: cache keys built from file names alone would not
-    notice that a new generator version drew different images under the same names."""
-    marker = Path(root) / marker_name if root else None
-    if marker is None or not marker.is_file():
+    notice that a new generator version drew different images under the same names.
+
+    ``marker_name``: the generator's marker file; default: any ``evalsuite_synthetic*.json``
+    in ``root`` (the pedestrian, face, album-photo and COCO generators all write one)."""
+    if not root or not Path(root).is_dir():
         return {}
-    try:
-        found = json.loads(marker.read_text()).get("hash")
-    except (json.JSONDecodeError, AttributeError):
+    markers = [Path(root) / marker_name] if marker_name else sorted(Path(root).glob("evalsuite_synthetic*.json"))
+    found = {}
+    for marker in markers:
+        if not marker.is_file():
+            continue
+        try:
+            value = json.loads(marker.read_text()).get("hash")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if value:
+            found[marker.name] = str(value)
+    if not found:
         return {}
-    return {"generated": str(found)} if found else {}
+    return {"generated": next(iter(found.values())) if len(found) == 1 else json.dumps(found, sort_keys=True)}
 
 
 def existing_dataset(root: Path, wanted_hash: str, kind: str, marker_name: str = MARKER_NAME) -> bool:
