@@ -21,7 +21,7 @@ def enrolment(tmp_path_factory):
     load_all()
     base = tmp_path_factory.mktemp("fits")
     cfg = compose(["protocol=face-identification", "dataset=synthetic-faces", "region.name=image", "anonymizers=[none]", "attacks=[naive]",
-                   f"out={base / 'out'}"])
+                   f"out={base / 'out'}", f"cache_dir={base / 'cache'}"])
     protocol = PROTOCOLS.build("face-identification", cfg=cfg, cache=Cache.for_config(cfg))
     protocol.prepare()
     return protocol.sets[protocol.fit_set].in_memory()
